@@ -1,0 +1,45 @@
+"""onnxmux: an ONNX inference runtime whose execution providers are plugins.
+
+Written to be a drop-in for onnxruntime's Python API: ``import onnxmux as ort``.
+"""
+
+from onnxmux.core.discovery import get_all_providers, get_available_providers
+from onnxmux.core.errors import (
+    InvalidArgument,
+    InvalidGraph,
+    OnnxMuxError,
+    ProviderError,
+    RuntimeFailure,
+    UnsupportedModel,
+    UnsupportedOperator,
+)
+from onnxmux.core.node_arg import ModelMetadata, NodeArg
+from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
+from onnxmux.core.provider import ExecutionProvider, KernelProvider
+from onnxmux.core.registry import KernelRegistry
+from onnxmux.core.session import InferenceSession
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExecutionMode",
+    "ExecutionProvider",
+    "GraphOptimizationLevel",
+    "InferenceSession",
+    "InvalidArgument",
+    "InvalidGraph",
+    "KernelProvider",
+    "KernelRegistry",
+    "ModelMetadata",
+    "NodeArg",
+    "OnnxMuxError",
+    "ProviderError",
+    "RunOptions",
+    "RuntimeFailure",
+    "SessionOptions",
+    "UnsupportedModel",
+    "UnsupportedOperator",
+    "get_all_providers",
+    "get_available_providers",
+    "__version__",
+]

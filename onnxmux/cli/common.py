@@ -1,0 +1,38 @@
+"""Pieces shared by the sub-commands: provider lists and random inputs for a session."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from onnxmux.core.errors import InvalidArgument
+from onnxmux.core.node_arg import NodeArg
+
+
+def provider_list(text: str | None) -> list[str] | None:
+    """``a,b`` as a list of provider names (None when not given)."""
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def random_input(arg: NodeArg, rng: np.random.Generator) -> np.ndarray:
+    """A random tensor of the declared type; symbolic or unknown dims become 1."""
+    match = re.fullmatch(r"tensor\((\w+)\)", arg.type)
+    if not match:
+        raise InvalidArgument(f"input '{arg.name}' has type {arg.type}: give it with --input")
+    dtype = _DTYPES.get(match.group(1))
+    if dtype is None:
+        raise InvalidArgument(f"input '{arg.name}' has type {arg.type}: give it with --input")
+    shape = [d if isinstance(d, int) and d >= 0 else 1 for d in (arg.shape or [])]
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, 10, shape).astype(dtype)
+
+
+_DTYPES = {
+    name: np.dtype(name)
+    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
+}
+_DTYPES.update({"float": np.dtype("float32"), "double": np.dtype("float64")})

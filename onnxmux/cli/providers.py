@@ -1,0 +1,34 @@
+"""``onnxmux providers``: every provider found, and whether it can run here or why not."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from onnxmux.core import discovery
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the sub-command."""
+    sub.add_parser("providers", help="list execution providers and their availability")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Print one row per provider: name, aliases, device, status."""
+    table = Table(title="onnxmux execution providers")
+    for column in ("provider", "aliases", "device", "status"):
+        table.add_column(column)
+    found = discovery.discover()
+    for name in discovery.get_all_providers():
+        entry = found.get(name)
+        if entry is None:
+            table.add_row(name, "", "", "[yellow]not installed[/]")
+            continue
+        reason = entry.unavailable_reason()
+        device = entry.cls.device if entry.cls else ""
+        status = "[green]available[/]" if reason is None else f"[red]unavailable[/]: {reason}"
+        table.add_row(name, ", ".join(entry.aliases), device, status)
+    Console().print(table)
+    return 0

@@ -1,0 +1,101 @@
+"""The flat execution plan: kernels specialized once, values addressed by integer slots.
+
+A plan is built at session creation. Running it walks a list of steps, each a kernel with
+the slot numbers of its inputs and outputs and the slots to release after it, so the run
+path does no name lookups, attribute parsing or graph walks, and peak memory follows the
+set of live values rather than the whole graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import onnx_ir as ir
+
+from onnxmux.core.errors import OnnxMuxError, RuntimeFailure
+
+#: Slot 0 always holds None: a missing optional input reads it.
+NONE_SLOT = 0
+#: Slot 1 receives the outputs nobody reads (optional outputs left unnamed).
+DISCARD_SLOT = 1
+
+Step = tuple  # (run, input slots, output slots, slots to free, description)
+
+
+@dataclass
+class Plan:
+    """A compiled graph, ready to run on a list of input values."""
+
+    template: list[Any]
+    input_slots: tuple[int, ...]
+    outer_slots: tuple[int, ...]
+    output_slots: tuple[int, ...]
+    steps: tuple[Step, ...]
+
+    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
+        """Run every step; ``inputs`` follow the graph inputs, ``outer`` the outer-scope values."""
+        slots = self.template.copy()
+        for slot, value in zip(self.input_slots, inputs):
+            slots[slot] = value
+        for slot, value in zip(self.outer_slots, outer):
+            slots[slot] = value
+        description = ""
+        try:
+            for run, ins, outs, frees, description in self.steps:
+                result = run(*[slots[i] for i in ins])
+                if type(result) is tuple:
+                    for slot, value in zip(outs, result):
+                        slots[slot] = value
+                else:
+                    slots[outs[0]] = result
+                for slot in frees:
+                    slots[slot] = None
+        except OnnxMuxError:
+            raise
+        except Exception as exc:  # a kernel failed: name the node it ran
+            raise RuntimeFailure(f"{description} failed: {type(exc).__name__}: {exc}") from exc
+        return [slots[i] for i in self.output_slots]
+
+    __call__ = execute
+
+
+SubgraphRunner = Callable[[Sequence[Any], Sequence[Any]], list]
+
+
+class SlotTable:
+    """Assigns an integer slot to each IR value of one graph."""
+
+    def __init__(self) -> None:
+        self.slots: dict[ir.Value, int] = {}
+        self.count = 2  # NONE_SLOT and DISCARD_SLOT
+
+    def add(self, value: ir.Value) -> int:
+        """The slot of ``value``, allocating one on first sight."""
+        slot = self.slots.get(value)
+        if slot is None:
+            slot = self.slots[value] = self.count
+            self.count += 1
+        return slot
+
+    def input_slot(self, value: ir.Value | None) -> int:
+        """The slot read for a node input (NONE_SLOT for a missing optional one)."""
+        return NONE_SLOT if value is None or not value.name else self.slots[value]
+
+
+def liveness(steps: list[list], keep: set[int]) -> None:
+    """Fill each step's free list: a slot is released after the last step that reads it.
+
+    ``steps`` hold ``[run, ins, outs, frees, description]``; slots in ``keep`` (graph
+    outputs, constants, outer values) are never released. Outputs never read are released
+    right after the step that makes them.
+    """
+    last_use: dict[int, int] = {}
+    for index, step in enumerate(steps):
+        for slot in step[2]:
+            last_use[slot] = index
+        for slot in step[1]:
+            last_use[slot] = index
+    for slot, index in last_use.items():
+        if slot not in keep and slot > DISCARD_SLOT:
+            steps[index][3].append(slot)

@@ -1,0 +1,170 @@
+"""Loading a model: parse, check versions and external data, infer shapes, build the IR."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Union
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from onnxmux.core.errors import InvalidGraph, UnsupportedModel
+from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
+
+ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
+
+#: The newest opset of each domain this runtime implements.
+SUPPORTED_OPSETS = {
+    "": onnx.defs.onnx_opset_version(),
+    "ai.onnx.ml": 5,
+    "ai.onnx.preview.training": 1,
+    "ai.onnx.preview": 1,
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for optimization and partitioning."""
+
+    model: ir.Model
+    proto: onnx.ModelProto
+    base_dir: Path
+    #: Types onnx-ir cannot represent (maps), by value name.
+    declared_types: dict[str, TypeInfo] = field(default_factory=dict)
+
+    @property
+    def opsets(self) -> dict[str, int]:
+        """Opset version per domain, with ``ai.onnx`` spelled as ``""``."""
+        return {("" if d == "ai.onnx" else d): v for d, v in self.model.opset_imports.items()}
+
+
+def load(source: ModelSource) -> LoadedModel:
+    """Load a model from a path, serialized bytes or a ModelProto."""
+    proto, base_dir = _read(source)
+    _check_model(proto)
+    check_external_data(proto, base_dir)
+    if proto.functions:
+        proto = _inline_functions(proto)
+    proto = _infer_shapes(proto)
+    declared = _strip_map_types(proto.graph)
+    try:
+        model = ir.from_proto(proto)
+    except Exception as exc:
+        raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
+    ir.external_data.set_base_dir(model.graph, base_dir)
+    return LoadedModel(model, proto, base_dir, declared)
+
+
+def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path]:
+    if isinstance(source, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(source)
+        return proto, Path.cwd()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _parse(bytes(source), "the model bytes"), Path.cwd()
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidGraph(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
+    return _parse(data, f"'{path}'"), path.resolve().parent
+
+
+def _parse(data: bytes, what: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise InvalidGraph(f"{what} is not a valid ONNX model (truncated or not protobuf): {exc}") from exc
+    if not proto.HasField("graph") or proto.ir_version <= 0:
+        raise InvalidGraph(f"{what} is not an ONNX model: it has no graph or no IR version")
+    return proto
+
+
+def _check_model(proto: onnx.ModelProto) -> None:
+    if proto.ir_version > onnx.IR_VERSION:
+        raise UnsupportedModel(
+            f"the model's IR version {proto.ir_version} is newer than the newest supported, {onnx.IR_VERSION}"
+        )
+    for opset in proto.opset_import:
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        newest = SUPPORTED_OPSETS.get(domain)
+        if newest is not None and opset.version > newest:
+            raise UnsupportedModel(
+                f"the model imports opset {opset.version} of domain '{domain or 'ai.onnx'}'; "
+                f"the newest this runtime supports is {newest}"
+            )
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto of a graph: initializers, attribute tensors, nested subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
+    """Refuse external-data locations that leave the model's folder or do not exist."""
+    root = os.path.realpath(base_dir)
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        if not location or os.path.isabs(location) or Path(location).drive:
+            raise InvalidGraph(f"initializer '{tensor.name}': external data location '{location}' is not a relative path")
+        target = os.path.realpath(os.path.join(root, location))
+        if os.path.commonpath([root, target]) != root:
+            raise InvalidGraph(
+                f"initializer '{tensor.name}': external data location '{location}' escapes the model's folder"
+            )
+        if not os.path.isfile(target):
+            raise InvalidGraph(f"initializer '{tensor.name}': external data file '{location}' does not exist")
+        offset = int(info.get("offset", 0) or 0)
+        length = info.get("length")
+        if length is not None and offset + int(length) > os.path.getsize(target):
+            raise InvalidGraph(f"initializer '{tensor.name}': external data in '{location}' is shorter than declared")
+
+
+def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
+    """Move map-typed value infos into a side table: onnx-ir cannot deserialize map types."""
+    declared: dict[str, TypeInfo] = {}
+    for infos in (graph.input, graph.output, graph.value_info):
+        for info in infos:
+            if info.HasField("type") and has_map(info.type):
+                declared[info.name] = type_info_from_proto(info.type)
+                info.ClearField("type")
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                declared.update(_strip_map_types(sub))
+    return declared
+
+
+def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Add inferred types and shapes; a model the inference rejects is kept as it is."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # inference is best effort: kernels also work without static shapes
+        return proto
+
+
+def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Expand calls of model-local functions into their bodies."""
+    try:
+        return onnx.inliner.inline_local_functions(proto)
+    except Exception as exc:
+        raise InvalidGraph(f"the model's local functions cannot be expanded: {exc}") from exc

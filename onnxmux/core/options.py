@@ -1,0 +1,69 @@
+"""Session and run options, with onnxruntime's names and defaults."""
+
+from __future__ import annotations
+
+import enum
+
+
+class GraphOptimizationLevel(enum.IntEnum):
+    """How much the optimizer rewrites the graph before partitioning."""
+
+    ORT_DISABLE_ALL = 0
+    ORT_ENABLE_BASIC = 1
+    ORT_ENABLE_EXTENDED = 2
+    ORT_ENABLE_ALL = 99
+
+
+class ExecutionMode(enum.IntEnum):
+    """Sequential execution, or independent branches run concurrently."""
+
+    ORT_SEQUENTIAL = 0
+    ORT_PARALLEL = 1
+
+
+class SessionOptions:
+    """Options fixed at session creation."""
+
+    def __init__(self) -> None:
+        self.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.execution_mode = ExecutionMode.ORT_SEQUENTIAL
+        self.intra_op_num_threads = 0
+        self.inter_op_num_threads = 0
+        self.optimized_model_filepath = ""
+        self.enable_profiling = False
+        self.profile_file_prefix = "onnxmux_profile"
+        self.log_severity_level = 2
+        self.log_verbosity_level = 0
+        self.logid = ""
+        self.enable_cpu_mem_arena = True
+        self.enable_mem_pattern = True
+        self.enable_mem_reuse = True
+        self._config: dict[str, str] = {}
+
+    def add_session_config_entry(self, key: str, value: str) -> None:
+        """Set a free-form configuration entry (``session.*``, ``optimization.*``)."""
+        self._config[str(key)] = str(value)
+
+    def get_session_config_entry(self, key: str) -> str:
+        """A configuration entry's value; raises InvalidArgument when it was never set."""
+        from onnxmux.core.errors import InvalidArgument
+
+        if key not in self._config:
+            raise InvalidArgument(f"session config entry '{key}' is not set")
+        return self._config[key]
+
+    def config(self, key: str, default: str = "") -> str:
+        """A configuration entry, or ``default``."""
+        return self._config.get(key, default)
+
+
+class RunOptions:
+    """Options of one ``run`` call."""
+
+    def __init__(self) -> None:
+        self.log_severity_level = 2
+        self.log_verbosity_level = 0
+        self.logid = ""
+        self.run_tag = ""
+        self.terminate = False
+        self.only_execute_path_to_fetches = False

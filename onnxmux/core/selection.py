@@ -1,0 +1,73 @@
+"""Turning the user's ``providers`` argument into provider instances, in priority order."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Sequence
+
+from onnxmux.core import discovery
+from onnxmux.core.errors import InvalidArgument, ProviderError
+from onnxmux.core.provider import ExecutionProvider
+
+logger = logging.getLogger("onnxmux")
+
+ProviderSpec = Any  # a name, or a (name, options) tuple
+
+
+def select_providers(
+    providers: Sequence[ProviderSpec] | None,
+    provider_options: Sequence[dict[str, Any]] | None = None,
+    cpu_fallback: bool = True,
+) -> list[ExecutionProvider]:
+    """Instantiate the requested providers; unknown names raise, unavailable ones warn and drop."""
+    specs = _normalize(providers, provider_options)
+    chosen: list[ExecutionProvider] = []
+    for name, options in specs:
+        entry = discovery.find(name)
+        if entry is None:
+            known = ", ".join(sorted({*discovery.get_all_providers(), *_aliases()}))
+            raise InvalidArgument(f"unknown execution provider '{name}'; known providers: {known}")
+        if any(p.name == entry.name for p in chosen):
+            continue
+        reason = entry.unavailable_reason()
+        if reason is not None:
+            warnings.warn(f"{entry.name} is not available and is skipped: {reason}", stacklevel=3)
+            continue
+        try:
+            chosen.append(entry.cls(options))  # type: ignore[misc]
+        except InvalidArgument:
+            raise
+        except Exception as exc:
+            raise ProviderError(f"{entry.name} failed to initialise: {type(exc).__name__}: {exc}") from exc
+    if cpu_fallback and not any(p.name == "CPUExecutionProvider" for p in chosen):
+        cpu = discovery.find("CPUExecutionProvider")
+        chosen.append(cpu.cls({}))  # type: ignore[union-attr,misc]
+    return chosen
+
+
+def _normalize(
+    providers: Sequence[ProviderSpec] | None, provider_options: Sequence[dict[str, Any]] | None
+) -> list[tuple[str, dict[str, Any]]]:
+    if providers is None:
+        providers = ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        raise InvalidArgument("providers must be a list of provider names, not a single string")
+    if provider_options is not None and len(provider_options) != len(providers):
+        raise InvalidArgument("provider_options must have one dict per entry of providers")
+    specs = []
+    for i, spec in enumerate(providers):
+        if isinstance(spec, (tuple, list)) and len(spec) == 2:
+            name, options = spec
+        else:
+            name, options = spec, provider_options[i] if provider_options is not None else {}
+        if not isinstance(name, str):
+            raise InvalidArgument(f"provider entry {i} must be a name or a (name, options) tuple, got {spec!r}")
+        if not isinstance(options, dict):
+            raise InvalidArgument(f"options for provider '{name}' must be a dict, got {type(options).__name__}")
+        specs.append((name, options))
+    return specs
+
+
+def _aliases() -> set[str]:
+    return {alias for entry in discovery.discover().values() for alias in entry.aliases}

@@ -1,0 +1,199 @@
+"""InferenceSession: onnxruntime's Python API over onnxmux's loader, partitioner and executor."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from onnxmux.core.compiler import GraphCompiler
+from onnxmux.core.errors import InvalidArgument
+from onnxmux.core.loader import LoadedModel, ModelSource, load
+from onnxmux.core.node_arg import ModelMetadata, NodeArg
+from onnxmux.core.options import RunOptions, SessionOptions
+from onnxmux.core.selection import select_providers
+from onnxmux.core.types import TypeInfo
+from onnxmux.partition.assign import KernelAssigner
+
+logger = logging.getLogger("onnxmux")
+
+
+class InferenceSession:
+    """Loads a model once, then runs it on input feeds; safe to ``run`` from several threads."""
+
+    def __init__(
+        self,
+        path_or_bytes: ModelSource,
+        sess_options: SessionOptions | None = None,
+        providers: Sequence[Any] | None = None,
+        provider_options: Sequence[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._options = sess_options or SessionOptions()
+        self._providers = select_providers(providers, provider_options)
+        self._model = load(path_or_bytes)
+        graph = self._model.model.graph
+        self._assigner = KernelAssigner(self._providers)
+        compiler = GraphCompiler(self._model.opsets, self._assigner, self._model.declared_types)
+        self._plan = compiler.compile(graph)
+        initializers = set(graph.initializers.values())
+        self._inputs = [_InputSpec(v.name, compiler.type_of(v), v in initializers) for v in graph.inputs]
+        self._input_index = {spec.name: i for i, spec in enumerate(self._inputs)}
+        self._outputs = [(v.name, compiler.type_of(v)) for v in graph.outputs]
+        self._output_index = {name: i for i, (name, _) in enumerate(self._outputs)}
+
+    # -- metadata -----------------------------------------------------------------------
+    def get_inputs(self) -> list[NodeArg]:
+        """The graph inputs a caller must feed (initializers are excluded)."""
+        return [NodeArg.from_type(s.name, s.type) for s in self._inputs if not s.has_default]
+
+    def get_outputs(self) -> list[NodeArg]:
+        """The graph outputs."""
+        return [NodeArg.from_type(name, t) for name, t in self._outputs]
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        """Initializers that are also graph inputs, so a feed may replace them."""
+        return [NodeArg.from_type(s.name, s.type) for s in self._inputs if s.has_default]
+
+    def get_modelmeta(self) -> ModelMetadata:
+        """The model's producer, graph name, description and custom metadata."""
+        proto = self._model.proto
+        return ModelMetadata(
+            producer_name=proto.producer_name,
+            graph_name=proto.graph.name,
+            domain=proto.domain,
+            description=proto.doc_string,
+            graph_description=proto.graph.doc_string,
+            version=proto.model_version,
+            custom_metadata_map={p.key: p.value for p in proto.metadata_props},
+        )
+
+    def get_providers(self) -> list[str]:
+        """The providers this session uses, in priority order."""
+        return [p.name for p in self._providers]
+
+    def get_provider_options(self) -> dict[str, dict[str, Any]]:
+        """Each provider's options, as given."""
+        return {p.name: dict(p.options) for p in self._providers}
+
+    def get_session_options(self) -> SessionOptions:
+        """The options the session was created with."""
+        return self._options
+
+    # -- running ------------------------------------------------------------------------
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: dict[str, Any],
+        run_options: RunOptions | None = None,
+    ) -> list[Any]:
+        """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
+        wanted = self._output_positions(output_names)
+        values = self._plan.execute(self._feed_values(input_feed))
+        return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
+
+    def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:
+        if not output_names:
+            return list(range(len(self._outputs)))
+        positions = []
+        for name in output_names:
+            if name not in self._output_index:
+                known = ", ".join(n for n, _ in self._outputs)
+                raise InvalidArgument(f"unknown output name '{name}'; the model's outputs are: {known}")
+            positions.append(self._output_index[name])
+        return positions
+
+    def _feed_values(self, feed: dict[str, Any]) -> list[Any]:
+        if not isinstance(feed, dict):
+            raise InvalidArgument(f"input_feed must be a dict of input name to value, got {type(feed).__name__}")
+        for name in feed:
+            if name not in self._input_index:
+                known = ", ".join(s.name for s in self._inputs)
+                raise InvalidArgument(f"unknown input name '{name}'; the model's inputs are: {known}")
+        values = []
+        for spec in self._inputs:
+            if spec.name in feed:
+                values.append(spec.check(feed[spec.name]))
+            elif spec.has_default:
+                values.append(_KEEP_DEFAULT)
+            elif spec.type.kind == "optional":
+                values.append(None)
+            else:
+                raise InvalidArgument(f"missing input '{spec.name}' ({spec.type.onnx_name})")
+        if _KEEP_DEFAULT in values:
+            template = self._plan.template
+            values = [
+                template[slot] if v is _KEEP_DEFAULT else v for v, slot in zip(values, self._plan.input_slots)
+            ]
+        return values
+
+
+class _KeepDefault:
+    """Marks an overridable initializer that was not fed."""
+
+
+_KEEP_DEFAULT = _KeepDefault()
+
+
+class _InputSpec:
+    """A graph input's declared type, and the check of a value fed for it."""
+
+    def __init__(self, name: str, type_: TypeInfo | None, has_default: bool) -> None:
+        self.name = name
+        self.type = type_ or TypeInfo("unknown")
+        self.has_default = has_default
+
+    def check(self, value: Any) -> Any:
+        """The value, converted to an array for tensor inputs; InvalidArgument when it does not fit."""
+        t = self.type
+        if t.kind != "tensor":
+            return self._check_container(value)
+        if not isinstance(value, np.ndarray):
+            if isinstance(value, (list, dict)) or value is None:
+                raise InvalidArgument(
+                    f"input '{self.name}': expected {t.onnx_name}, got {type(value).__name__}"
+                )
+            value = np.asarray(value)
+        if t.dtype is not None and value.dtype != t.dtype:
+            raise InvalidArgument(
+                f"input '{self.name}': expected {t.onnx_name}, got tensor({_dtype_name(value.dtype)})"
+            )
+        if t.shape is not None:
+            if value.ndim != len(t.shape):
+                raise InvalidArgument(
+                    f"input '{self.name}': expected rank {len(t.shape)} with shape {_fmt(t.shape)}, "
+                    f"got rank {value.ndim} with shape {list(value.shape)}"
+                )
+            for axis, (want, got) in enumerate(zip(t.shape, value.shape)):
+                if isinstance(want, int) and want != got:
+                    raise InvalidArgument(
+                        f"input '{self.name}': dimension {axis} must be {want} (shape {_fmt(t.shape)}), "
+                        f"got {got} (shape {list(value.shape)})"
+                    )
+        return value
+
+    def _check_container(self, value: Any) -> Any:
+        kind = self.type.kind
+        if kind == "sequence" and not isinstance(value, list):
+            raise InvalidArgument(f"input '{self.name}': expected {self.type.onnx_name} (a list), got {type(value).__name__}")
+        if kind == "map" and not isinstance(value, dict):
+            raise InvalidArgument(f"input '{self.name}': expected {self.type.onnx_name} (a dict), got {type(value).__name__}")
+        return value
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    from onnxmux.core.types import dtype_name
+
+    return dtype_name(dtype)
+
+
+def _fmt(shape: tuple) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _as_output(value: Any, declared: TypeInfo | None) -> Any:
+    """Outputs cross the API as onnxruntime returns them: tensors as numpy arrays."""
+    if isinstance(value, np.generic) or (declared is not None and declared.kind == "tensor" and not isinstance(value, np.ndarray) and value is not None):
+        return np.asarray(value)
+    return value

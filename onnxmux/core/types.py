@@ -1,0 +1,148 @@
+"""Static type information of values (tensor, sequence, map, optional) as the runtime sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+Dim = Union[int, str, None]
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """The declared type of a value: ``kind`` is tensor, sequence, map, optional or unknown.
+
+    ``dtype`` is the numpy element type of a tensor (ml_dtypes for low-precision kinds);
+    ``shape`` holds ints for static dims, strings for symbolic ones and None for unknown,
+    or is None altogether when even the rank is unknown. ``elem`` is the element type of a
+    sequence or optional; ``key`` the key dtype of a map (whose values are ``elem``).
+    """
+
+    kind: str
+    dtype: np.dtype | None = None
+    shape: tuple[Dim, ...] | None = None
+    elem: TypeInfo | None = None
+    key: np.dtype | None = None
+
+    @property
+    def onnx_name(self) -> str:
+        """The type as onnxruntime spells it, e.g. ``tensor(float)``."""
+        if self.kind == "tensor":
+            return f"tensor({dtype_name(self.dtype)})"
+        if self.kind in ("sequence", "optional"):
+            inner = self.elem.onnx_name if self.elem else "undefined"
+            return f"{self.kind}({inner})"
+        if self.kind == "map":
+            inner = self.elem.onnx_name if self.elem else "undefined"
+            return f"map({dtype_name(self.key)},{inner})"
+        return "unknown"
+
+    def static_shape(self) -> tuple[int, ...] | None:
+        """The shape when every dim is a known int, else None."""
+        if self.shape is None or not all(isinstance(d, int) for d in self.shape):
+            return None
+        return self.shape  # type: ignore[return-value]
+
+
+UNKNOWN = TypeInfo("unknown")
+
+_ONNX_NAMES = {
+    ir.DataType.FLOAT: "float",
+    ir.DataType.DOUBLE: "double",
+    ir.DataType.STRING: "string",
+}
+
+
+def dtype_name(dtype: np.dtype | None) -> str:
+    """onnxruntime's element-type name for a numpy dtype (``float``, ``int64``, ``float16``...)."""
+    if dtype is None:
+        return "undefined"
+    try:
+        data_type = ir.DataType.from_numpy(np.dtype(dtype))
+    except (TypeError, ValueError):
+        return str(dtype)
+    return _ONNX_NAMES.get(data_type, data_type.name.lower())
+
+
+def numpy_dtype(elem_type: int) -> np.dtype:
+    """The numpy dtype of an ONNX ``TensorProto`` element type number."""
+    return ir.DataType(elem_type).numpy()
+
+
+def _shape_of(shape: ir.Shape | None) -> tuple[Dim, ...] | None:
+    if shape is None:
+        return None
+    dims: list[Dim] = []
+    for d in shape:
+        if isinstance(d, int):
+            dims.append(d)
+        else:
+            dims.append(d.value if isinstance(d, ir.SymbolicDim) else None)
+    return tuple(dims)
+
+
+def type_info(value: ir.Value | None) -> TypeInfo:
+    """The TypeInfo of an IR value, from its declared or inferred type and shape."""
+    if value is None or value.type is None:
+        return UNKNOWN
+    return _from_ir_type(value.type, value.shape)
+
+
+def _from_ir_type(t: ir.TypeProtocol, shape: ir.Shape | None = None) -> TypeInfo:
+    if isinstance(t, ir.TensorType):
+        return TypeInfo("tensor", _safe_dtype(t.dtype), _shape_of(shape))
+    if isinstance(t, ir.SequenceType):
+        return TypeInfo("sequence", elem=_from_ir_type(t.elem_type))
+    if isinstance(t, ir.OptionalType):
+        return TypeInfo("optional", elem=_from_ir_type(t.elem_type))
+    if isinstance(t, ir.SparseTensorType):
+        return TypeInfo("sparse_tensor", _safe_dtype(t.dtype), _shape_of(shape))
+    return UNKNOWN
+
+
+def _safe_dtype(data_type: ir.DataType) -> np.dtype | None:
+    try:
+        return data_type.numpy()
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+
+
+def type_info_from_proto(t: onnx.TypeProto) -> TypeInfo:
+    """The TypeInfo of an ONNX TypeProto; used for map types, which onnx-ir does not model."""
+    field = t.WhichOneof("value")
+    if field in ("tensor_type", "sparse_tensor_type"):
+        tt = getattr(t, field)
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+            )
+        kind = "tensor" if field == "tensor_type" else "sparse_tensor"
+        return TypeInfo(kind, numpy_dtype(tt.elem_type) if tt.elem_type else None, shape)
+    if field == "sequence_type":
+        return TypeInfo("sequence", elem=type_info_from_proto(t.sequence_type.elem_type))
+    if field == "optional_type":
+        return TypeInfo("optional", elem=type_info_from_proto(t.optional_type.elem_type))
+    if field == "map_type":
+        return TypeInfo(
+            "map",
+            key=numpy_dtype(t.map_type.key_type),
+            elem=type_info_from_proto(t.map_type.value_type),
+        )
+    return UNKNOWN
+
+
+def has_map(t: onnx.TypeProto) -> bool:
+    """Whether a TypeProto mentions a map anywhere (onnx-ir cannot deserialize those)."""
+    field = t.WhichOneof("value")
+    if field == "map_type":
+        return True
+    if field == "sequence_type":
+        return has_map(t.sequence_type.elem_type)
+    if field == "optional_type":
+        return has_map(t.optional_type.elem_type)
+    return False

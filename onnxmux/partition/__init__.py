@@ -1,0 +1,1 @@
+"""Partitioning: which provider runs each node, and the plan users can inspect."""

@@ -1,0 +1,1 @@
+"""The execution providers shipped with onnxmux, each registered through an entry point."""

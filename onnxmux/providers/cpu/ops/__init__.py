@@ -1,0 +1,1 @@
+"""CPU kernels, one module per operator family; each registers itself with ``registry.op``."""
