@@ -3,7 +3,7 @@
 Written to be a drop-in for onnxruntime's Python API: ``import onnxmux as ort``.
 """
 
-from onnxmux.core.discovery import get_all_providers, get_available_providers
+from onnxmux.core.discovery import get_all_providers, get_available_providers, register_provider
 from onnxmux.core.errors import (
     InvalidArgument,
     InvalidGraph,
@@ -15,13 +15,15 @@ from onnxmux.core.errors import (
 )
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
-from onnxmux.core.provider import ExecutionProvider, KernelProvider
+from onnxmux.core.provider import CompileProvider, DataTransfer, ExecutionProvider, KernelProvider, Subgraph
 from onnxmux.core.registry import KernelRegistry
 from onnxmux.core.session import InferenceSession
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompileProvider",
+    "DataTransfer",
     "ExecutionMode",
     "ExecutionProvider",
     "GraphOptimizationLevel",
@@ -37,9 +39,11 @@ __all__ = [
     "RunOptions",
     "RuntimeFailure",
     "SessionOptions",
+    "Subgraph",
     "UnsupportedModel",
     "UnsupportedOperator",
     "get_all_providers",
+    "register_provider",
     "get_available_providers",
     "__version__",
 ]

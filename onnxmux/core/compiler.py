@@ -1,18 +1,21 @@
-"""Turns an IR graph whose nodes have been assigned to providers into a flat Plan."""
+"""Turns a partitioned graph into a flat Plan: kernels specialized, slots numbered, copies placed."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext, tensor_to_numpy
 from onnxmux.core.errors import InvalidGraph, OnnxMuxError
-from onnxmux.core.executor import DISCARD_SLOT, Plan, SlotTable, liveness
+from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, liveness
+from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
+from onnxmux.partition.partitioner import Partitioner, Unit, fallback_count
+from onnxmux.partition.plan import Copy, ExecutionPlan, build_plan
 
-#: ``kernel_for(ctx) -> run``: the partitioner's choice of provider and kernel for a node.
-KernelChooser = Callable[[NodeContext], Callable[..., Any]]
+logger = logging.getLogger("onnxmux")
 
 
 class GraphCompiler:
@@ -21,12 +24,17 @@ class GraphCompiler:
     def __init__(
         self,
         opsets: Mapping[str, int],
-        kernel_for: KernelChooser,
+        providers: Sequence[ExecutionProvider],
         declared_types: Mapping[str, TypeInfo] | None = None,
+        rewrite: bool = False,
     ) -> None:
         self.opsets = dict(opsets)
-        self.kernel_for = kernel_for
+        self.providers = list(providers)
+        self.partitioner = Partitioner(providers, opsets, rewrite)
         self.declared_types = dict(declared_types or {})
+        self.transfers = {p.device: p.data_transfer for p in providers if p.data_transfer is not None}
+        #: The plan of the top-level graph, for ``get_execution_plan``.
+        self.execution_plan: ExecutionPlan | None = None
 
     def type_of(self, value: ir.Value | None) -> TypeInfo | None:
         """The static type of a value (None for an absent optional one)."""
@@ -34,67 +42,167 @@ class GraphCompiler:
             return None
         return self.declared_types.get(value.name) or type_info(value)
 
-    def compile(self, graph: ir.Graph, outer: Sequence[ir.Value] = ()) -> Plan:
-        """A Plan for ``graph``; ``outer`` lists the outer-scope values it is passed."""
-        table = SlotTable()
-        outer_slots = tuple(table.add(v) for v in outer)
-        input_slots = tuple(table.add(v) for v in graph.inputs)
-        constants: dict[int, Any] = {}
+    def compile_model(self, graph: ir.Graph) -> Plan:
+        """The Plan of the top-level graph; also records its ExecutionPlan."""
+        builder = _PlanBuilder(self, graph, (), HOST)
+        plan = builder.build()
+        self.execution_plan = build_plan([p.name for p in self.providers], builder.partitioning, builder.copies)
+        logger.info(
+            "partitioned %d nodes into %d partitions; %d device copies; %d nodes fell back to the CPU",
+            len(self.execution_plan.nodes),
+            len(self.execution_plan.partitions),
+            len(builder.copies),
+            fallback_count(builder.partitioning),
+        )
+        return plan
+
+    def compile(self, graph: ir.Graph, outer: Sequence[ir.Value] = (), home: str = HOST) -> Plan:
+        """The Plan of a subgraph; ``outer`` lists the outer-scope values it is passed, on ``home``."""
+        return _PlanBuilder(self, graph, outer, home).build()
+
+
+class _PlanBuilder:
+    """The state of compiling one graph: slots, where each value lives, the steps."""
+
+    def __init__(self, compiler: GraphCompiler, graph: ir.Graph, outer: Sequence[ir.Value], home: str) -> None:
+        self.compiler = compiler
+        self.graph = graph
+        self.home = home
+        self.table = SlotTable()
+        self.location: dict[int, str] = {}
+        self.copy_slots: dict[tuple[int, str], int] = {}
+        self.copies: list[Copy] = []
+        self.constants: dict[ir.Value, Any] = {}
+        self.template_extra: dict[int, Any] = {}
+        self.steps: list[list] = []
+        self.outer_slots = tuple(self._place(v, home) for v in outer)
+        self.input_slots = tuple(self._place(v, home) for v in graph.inputs)
         for value in graph.initializers.values():
-            slot = table.add(value)
-            constants[slot] = tensor_to_numpy(value.const_value)
-        steps: list[list] = []
-        for node in graph:
-            steps.append(self._step(node, table, constants))
+            self.constants[value] = tensor_to_numpy(value.const_value)
+            self._place(value, HOST)
+        self.implicit = {node: free_values_of_node(node) for node in graph}
+        self.contexts: dict[ir.Node, NodeContext] = {}
+        self.device_of: dict[ir.Node, str] = {}
+        self._check_order()
+
+    def _place(self, value: ir.Value, device: str) -> int:
+        slot = self.table.add(value)
+        self.location[slot] = device
+        return slot
+
+    def _check_order(self) -> None:
+        defined = set(self.table.slots)
+        for node in self.graph:
+            for value in list(node.inputs) + self.implicit[node]:
+                if value is not None and value.name and value not in defined:
+                    raise InvalidGraph(
+                        f"node '{node.name}' ({node.op_type}): input '{value.name}' is not a graph input, "
+                        "an initializer or the output of an earlier node"
+                    )
+            defined.update(node.outputs)
+
+    def context_of(self, node: ir.Node) -> NodeContext:
+        """The node's context, built once."""
+        ctx = self.contexts.get(node)
+        if ctx is None:
+            implicit = self.implicit.get(node)
+            if implicit is None:  # a node made by a provider's fusion after partitioning
+                implicit = self.implicit[node] = free_values_of_node(node)
+            compiler = self.compiler
+            ctx = self.contexts[node] = NodeContext(
+                node,
+                compiler.opsets.get(node.domain or "", 1),
+                [compiler.type_of(v) for v in node.inputs],
+                [compiler.type_of(v) for v in node.outputs],
+                implicit_inputs=[v.name for v in implicit],
+                compile_subgraph=lambda g: compiler.compile(g, implicit, self.device_of.get(node, HOST)),
+                constants=[self.constants.get(v) if v is not None else None for v in node.inputs],
+            )
+        return ctx
+
+    def build(self) -> Plan:
+        self.partitioning = self.compiler.partitioner.partition(self.graph, self.context_of, self.implicit)
+        for unit in self.partitioning.units:
+            for node in unit.nodes:
+                self.device_of[node] = unit.provider.device
+        for unit in self.partitioning.units:
+            self.steps.append(self._unit_step(unit))
         output_slots = []
-        for value in graph.outputs:
-            if value not in table.slots:
+        for value in self.graph.outputs:
+            if value not in self.table.slots:
                 raise InvalidGraph(f"graph output '{value.name}' is not produced by any node or input")
-            output_slots.append(table.slots[value])
-        liveness(steps, keep=set(output_slots))
-        template: list[Any] = [None] * table.count
-        for slot, array in constants.items():
+            output_slots.append(self._slot_on(value, self.home))
+        liveness(self.steps, keep=set(output_slots))
+        template: list[Any] = [None] * self.table.count
+        for value, array in self.constants.items():
+            template[self.table.slots[value]] = array
+        for slot, array in self.template_extra.items():
             template[slot] = array
         return Plan(
             template,
-            input_slots,
-            outer_slots,
+            self.input_slots,
+            self.outer_slots,
             tuple(output_slots),
-            tuple(tuple(s[:3]) + (tuple(s[3]), s[4]) for s in steps),
+            tuple((s[0], s[1], s[2], tuple(s[3]), s[4]) for s in self.steps),
         )
 
-    def _step(self, node: ir.Node, table: SlotTable, constants: dict[int, Any]) -> list:
-        for value in node.inputs:
-            if value is not None and value.name and value not in table.slots:
-                raise InvalidGraph(
-                    f"node '{node.name}' ({node.op_type}): input '{value.name}' is not a graph input, "
-                    "an initializer or the output of an earlier node"
-                )
-        implicit = free_values_of_node(node)
-        for value in implicit:
-            if value not in table.slots:
-                raise InvalidGraph(
-                    f"node '{node.name}' ({node.op_type}): its subgraph reads '{value.name}', "
-                    "which is not defined before it"
-                )
-        ins = [table.input_slot(v) for v in node.inputs] + [table.slots[v] for v in implicit]
-        ctx = NodeContext(
-            node,
-            self.opsets.get(node.domain or "", 1),
-            [self.type_of(v) for v in node.inputs],
-            [self.type_of(v) for v in node.outputs],
-            implicit_inputs=[v.name for v in implicit],
-            compile_subgraph=lambda g: self.compile(g, outer=implicit),
-            constants=[constants.get(i) if i > DISCARD_SLOT else None for i in ins[: len(node.inputs)]],
-        )
+    def _unit_step(self, unit: Unit) -> list:
+        device = unit.provider.device
+        if unit.compiled is not None:
+            ins = [self._slot_on(v, device) for v in unit.inputs]
+            outs = [self._place(v, device) for v in unit.outputs]
+            names = ", ".join(n.name or n.op_type for n in unit.nodes[:3])
+            more = "..." if len(unit.nodes) > 3 else ""
+            description = f"{unit.provider.name} subgraph of {len(unit.nodes)} nodes ({names}{more})"
+            return [unit.compiled, tuple(ins), tuple(outs), [], description]
+        node = unit.nodes[0]
+        ctx = self.context_of(node)
         try:
-            run = self.kernel_for(ctx)
+            run = unit.kernel.factory(ctx, unit.provider.xp)
         except OnnxMuxError:
             raise
         except Exception as exc:
             raise ctx.error(f"kernel set-up failed: {type(exc).__name__}: {exc}") from exc
-        outs = [table.add(v) if v.name else DISCARD_SLOT for v in node.outputs]
-        return [run, tuple(ins), tuple(outs), [], ctx.describe()]
+        ins = [self._slot_on(v, device) for v in node.inputs] + [self._slot_on(v, device) for v in self.implicit[node]]
+        outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
+        return [run, tuple(ins), tuple(outs), [], f"{ctx.describe()} on {unit.provider.name}"]
+
+    def _slot_on(self, value: ir.Value | None, device: str) -> int:
+        """The slot holding ``value`` on ``device``, adding one copy per value and device."""
+        if value is None or not value.name:
+            return NONE_SLOT
+        slot = self.table.slots[value]
+        source = self.location[slot]
+        if source == device:
+            return slot
+        key = (slot, device)
+        if key in self.copy_slots:
+            return self.copy_slots[key]
+        copied = self.copy_slots[key] = self.table.count
+        self.table.count += 1
+        self.location[copied] = device
+        move = self._mover(source, device)
+        if value in self.constants:  # initializers move once, at session creation
+            self.template_extra[copied] = move(self.constants[value])
+        else:
+            self.copies.append(Copy(value.name, source, device))
+            self.steps.append([move, (slot,), (copied,), [], f"copy of '{value.name}' from {source} to {device}"])
+        return copied
+
+    def _mover(self, source: str, target: str) -> Callable[[Any], Any]:
+        down = self.compiler.transfers.get(source)
+        up = self.compiler.transfers.get(target)
+        if down is not None and up is not None:
+            return lambda v: up.to_device(down.to_host(v))
+        if down is not None:
+            return down.to_host
+        if up is not None:
+            return up.to_device
+        return _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def subgraphs_of(node: ir.Node) -> list[ir.Graph]:

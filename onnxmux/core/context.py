@@ -35,7 +35,7 @@ class NodeContext:
         constants: Sequence[Any] = (),
     ) -> None:
         self.node = node
-        self.name = node.name or _fallback_name(node)
+        self.name = node.name or node.op_type
         self.op_type = node.op_type
         self.domain = node.domain or ""
         self.opset = opset
@@ -109,8 +109,3 @@ def tensor_to_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
 def _decode(item: Any) -> Any:
     return item.decode("utf-8") if isinstance(item, bytes) else item
 
-
-def _fallback_name(node: ir.Node) -> str:
-    """A name for an unnamed node, from its first output, so messages can point at it."""
-    first = next((v.name for v in node.outputs if v.name), "")
-    return f"{node.op_type}->{first}" if first else node.op_type

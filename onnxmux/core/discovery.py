@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 
+from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.provider import ExecutionProvider
 
 GROUP = "onnxmux.providers"
@@ -50,9 +51,24 @@ class ProviderEntry:
             return f"availability check failed: {type(exc).__name__}: {exc}"
 
 
-@functools.lru_cache(maxsize=1)
+#: Providers registered from code with ``register_provider`` (tests, notebooks, embedding apps).
+_registered: dict[str, ProviderEntry] = {}
+
+
+def register_provider(cls: type[ExecutionProvider]) -> None:
+    """Make a provider class selectable by name without an entry point."""
+    if not (isinstance(cls, type) and issubclass(cls, ExecutionProvider)) or not cls.name:
+        raise InvalidArgument(f"{cls!r} is not an ExecutionProvider subclass with a name")
+    _registered[cls.name] = ProviderEntry(cls.name, cls)
+
+
 def discover() -> dict[str, ProviderEntry]:
-    """Every provider found, by name, in entry-point order (the CPU provider always present)."""
+    """Every provider found, by name: entry points, then providers registered from code."""
+    return {**_from_entry_points(), **_registered}
+
+
+@functools.lru_cache(maxsize=1)
+def _from_entry_points() -> dict[str, ProviderEntry]:
     only_builtin = os.environ.get(DISABLE_PLUGINS_ENV, "") not in ("", "0")
     found: dict[str, ProviderEntry] = {}
     for ep in metadata.entry_points(group=GROUP):

@@ -8,6 +8,8 @@ set of live values rather than the whole graph.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -99,3 +101,88 @@ def liveness(steps: list[list], keep: set[int]) -> None:
     for slot, index in last_use.items():
         if slot not in keep and slot > DISCARD_SLOT:
             steps[index][3].append(slot)
+
+
+class ParallelPlan(Plan):
+    """A Plan whose independent steps run concurrently on a thread pool (ORT_PARALLEL).
+
+    A step starts once the steps producing its inputs are done; a slot is released when its
+    last reader finishes. Results are identical to sequential execution.
+    """
+
+    def __init__(self, plan: Plan, threads: int) -> None:
+        super().__init__(plan.template, plan.input_slots, plan.outer_slots, plan.output_slots, plan.steps)
+        producer = {slot: i for i, step in enumerate(self.steps) for slot in step[2]}
+        self.deps = [{producer[s] for s in step[1] if s in producer} for step in self.steps]
+        self.roots = [i for i, deps in enumerate(self.deps) if not deps]
+        self.users: list[list[int]] = [[] for _ in self.steps]
+        for index, deps in enumerate(self.deps):
+            for dep in deps:
+                self.users[dep].append(index)
+        keep = set(self.output_slots)
+        self.readers: dict[int, int] = {}
+        for step in self.steps:
+            for slot in set(step[1]):
+                if slot > DISCARD_SLOT and slot not in keep:
+                    self.readers[slot] = self.readers.get(slot, 0) + 1
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="onnxmux")
+
+    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
+        slots = self.template.copy()
+        for slot, value in zip(self.input_slots, inputs):
+            slots[slot] = value
+        for slot, value in zip(self.outer_slots, outer):
+            slots[slot] = value
+        waiting = [len(d) for d in self.deps]
+        readers = dict(self.readers)
+        lock = threading.Lock()
+        finished = threading.Event()
+        state = {"left": len(self.steps), "error": None}
+
+        def run_step(index: int) -> None:
+            if state["error"] is not None:
+                return
+            run, ins, outs, _, description = self.steps[index]
+            try:
+                result = run(*[slots[i] for i in ins])
+                if type(result) is tuple:
+                    for slot, value in zip(outs, result):
+                        slots[slot] = value
+                else:
+                    slots[outs[0]] = result
+            except Exception as exc:
+                with lock:
+                    if state["error"] is None:
+                        state["error"] = exc if isinstance(exc, OnnxMuxError) else RuntimeFailure(
+                            f"{description} failed: {type(exc).__name__}: {exc}"
+                        )
+                        state["error"].__cause__ = exc
+                finished.set()
+                return
+            ready = []
+            with lock:
+                for slot in set(ins):
+                    if slot in readers:
+                        readers[slot] -= 1
+                        if readers[slot] == 0:
+                            slots[slot] = None
+                for user in self.users[index]:
+                    waiting[user] -= 1
+                    if waiting[user] == 0:
+                        ready.append(user)
+                state["left"] -= 1
+                if state["left"] == 0:
+                    finished.set()
+            for user in ready:
+                self.pool.submit(run_step, user)
+
+        if not self.steps:
+            return [slots[i] for i in self.output_slots]
+        for index in self.roots:  # fixed before any step runs: workers edit ``waiting`` meanwhile
+            self.pool.submit(run_step, index)
+        finished.wait()
+        if state["error"] is not None:
+            raise state["error"]
+        return [slots[i] for i in self.output_slots]
+
+    __call__ = execute

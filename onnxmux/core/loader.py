@@ -55,7 +55,20 @@ def load(source: ModelSource) -> LoadedModel:
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
     ir.external_data.set_base_dir(model.graph, base_dir)
+    name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
+
+
+def name_nodes(graph: ir.Graph) -> None:
+    """Give every unnamed node (subgraphs included) a unique name, so plans and errors can cite it."""
+    taken = {n.name for n in ir.traversal.RecursiveGraphIterator(graph) if n.name}
+    counter = 0
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        if not node.name:
+            while f"{node.op_type}_{counter}" in taken:
+                counter += 1
+            node.name = f"{node.op_type}_{counter}"
+            taken.add(node.name)
 
 
 def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path]:

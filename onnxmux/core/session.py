@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Sequence
 
 import numpy as np
 
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.errors import InvalidArgument
+from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.loader import LoadedModel, ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
-from onnxmux.core.options import RunOptions, SessionOptions
+from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.selection import select_providers
 from onnxmux.core.types import TypeInfo
-from onnxmux.partition.assign import KernelAssigner
+from onnxmux.partition.plan import ExecutionPlan
 
 logger = logging.getLogger("onnxmux")
 
@@ -31,12 +33,22 @@ class InferenceSession:
         **kwargs: Any,
     ) -> None:
         self._options = sess_options or SessionOptions()
-        self._providers = select_providers(providers, provider_options)
+        fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
+        self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         self._model = load(path_or_bytes)
         graph = self._model.model.graph
-        self._assigner = KernelAssigner(self._providers)
-        compiler = GraphCompiler(self._model.opsets, self._assigner, self._model.declared_types)
-        self._plan = compiler.compile(graph)
+        level = self._options.graph_optimization_level
+        compiler = GraphCompiler(
+            self._model.opsets,
+            self._providers,
+            self._model.declared_types,
+            rewrite=level >= GraphOptimizationLevel.ORT_ENABLE_ALL,
+        )
+        self._plan = compiler.compile_model(graph)
+        self._execution_plan = compiler.execution_plan
+        if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
+            threads = self._options.inter_op_num_threads or os.cpu_count() or 1
+            self._plan = ParallelPlan(self._plan, threads)
         initializers = set(graph.initializers.values())
         self._inputs = [_InputSpec(v.name, compiler.type_of(v), v in initializers) for v in graph.inputs]
         self._input_index = {spec.name: i for i, spec in enumerate(self._inputs)}
@@ -77,6 +89,10 @@ class InferenceSession:
         """Each provider's options, as given."""
         return {p.name: dict(p.options) for p in self._providers}
 
+    def get_execution_plan(self) -> ExecutionPlan:
+        """Where each node runs, the partitions, and the copies between devices."""
+        return self._execution_plan
+
     def get_session_options(self) -> SessionOptions:
         """The options the session was created with."""
         return self._options
@@ -112,28 +128,16 @@ class InferenceSession:
                 known = ", ".join(s.name for s in self._inputs)
                 raise InvalidArgument(f"unknown input name '{name}'; the model's inputs are: {known}")
         values = []
-        for spec in self._inputs:
+        for spec, slot in zip(self._inputs, self._plan.input_slots):
             if spec.name in feed:
                 values.append(spec.check(feed[spec.name]))
             elif spec.has_default:
-                values.append(_KEEP_DEFAULT)
+                values.append(self._plan.template[slot])
             elif spec.type.kind == "optional":
                 values.append(None)
             else:
                 raise InvalidArgument(f"missing input '{spec.name}' ({spec.type.onnx_name})")
-        if _KEEP_DEFAULT in values:
-            template = self._plan.template
-            values = [
-                template[slot] if v is _KEEP_DEFAULT else v for v, slot in zip(values, self._plan.input_slots)
-            ]
         return values
-
-
-class _KeepDefault:
-    """Marks an overridable initializer that was not fed."""
-
-
-_KEEP_DEFAULT = _KeepDefault()
 
 
 class _InputSpec:

@@ -1,0 +1,1 @@
+"""Example onnxmux providers: ``kernels`` is kernel-based, ``graph`` compile-based."""

@@ -1,0 +1,239 @@
+"""The graph optimizer: onnxruntime-style rewrite levels over the onnx-ir graph.
+
+``optimize(model, level)`` applies the built-in rules of every level up to ``level`` (basic = 1,
+extended = 2; 99 adds nothing here: the per-provider fusions run after partitioning), repeating
+them until nothing changes, then the user's own rules. Any rule that raises or leaves an
+invalid graph is rolled back and reported with a warning; the model is never left half-rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Collection, Sequence
+
+import onnx_ir as ir
+
+from onnxmux.core.optimizer.basic import (
+    CommonSubexpressionElimination,
+    ConstantSharing,
+    DeadCodeElimination,
+    EliminateDropout,
+    EliminateIdentity,
+    EliminateIdentityTranspose,
+    EliminateNoOpCast,
+    EliminateNoOpExpand,
+    EliminateNoOpReshape,
+    EliminateNoOpSlice,
+    EliminateZeroPad,
+)
+from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
+from onnxmux.core.optimizer.extended import (
+    CollapseReshapeChain,
+    FuseConvAdd,
+    FuseConvBatchNorm,
+    FuseConvMul,
+    FuseGemmTranspose,
+    FuseMatMulAddToGemm,
+)
+from onnxmux.core.optimizer.folding import ConstantFolding
+from onnxmux.core.optimizer.rules import PatternRule, Rule, RuleReport
+from onnxmux.core.optimizer.safety import graph_problems, model_problems, restore, snapshot
+from onnxmux.core.optimizer.transformer import FuseFastGelu, FuseGelu, FuseLayerNormalization, FuseSoftmax
+
+__all__ = ["BUILTIN_RULES", "LEVEL_NAMES", "PatternRule", "Rule", "RuleReport", "optimize", "save_optimized"]
+
+logger = logging.getLogger("onnxmux")
+
+LEVEL_NAMES = {1: "basic", 2: "extended", 99: "all"}
+
+#: Every built-in rule, with the lowest level that enables it, in the order they run.
+BUILTIN_RULES: tuple[tuple[int, type[Rule]], ...] = (
+    (1, ConstantFolding),
+    (1, EliminateIdentity),
+    (1, EliminateDropout),
+    (1, EliminateNoOpCast),
+    (1, EliminateNoOpReshape),
+    (1, EliminateIdentityTranspose),
+    (1, EliminateNoOpSlice),
+    (1, EliminateZeroPad),
+    (1, EliminateNoOpExpand),
+    (1, ConstantSharing),
+    (1, CommonSubexpressionElimination),
+    (1, DeadCodeElimination),
+    (2, FuseConvBatchNorm),
+    (2, FuseConvMul),
+    (2, FuseConvAdd),
+    (2, FuseMatMulAddToGemm),
+    (2, FuseGemmTranspose),
+    (2, CollapseReshapeChain),
+    (2, FuseGelu),
+    (2, FuseFastGelu),
+    (2, FuseLayerNormalization),
+    (2, FuseSoftmax),
+)
+
+#: Rounds of the built-in rules at most; each round runs them all, and one without change ends.
+MAX_ROUNDS = 5
+
+
+class _RuleFailed(Exception):
+    """A rule raised or broke the graph; carries the rule's name and what went wrong."""
+
+    def __init__(self, rule: Rule, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+def optimize(
+    model: ir.Model,
+    level: int,
+    disabled: Collection[str] = (),
+    extra_rules: Sequence[Rule] = (),
+) -> list[RuleReport]:
+    """Rewrite model.graph in place at ``level`` (0, 1, 2, 99 = onnxmux.GraphOptimizationLevel
+    values), skipping rules whose name is in ``disabled``, then applying user ``extra_rules``;
+    returns what changed (one report per rule that changed the graph or failed)."""
+    level = int(level)
+    disabled = set(disabled)
+    known = {cls.name for _, cls in BUILTIN_RULES} | {rule.name for rule in extra_rules}
+    unknown = disabled - known
+    if unknown:
+        logger.warning(
+            "optimization.disable_rules names unknown rules: %s (known: %s)",
+            ", ".join(sorted(unknown)),
+            ", ".join(sorted(known)),
+        )
+    _share_opsets(model.graph)
+    run = _Run(model)
+    builtins = [cls() for since, cls in BUILTIN_RULES if since <= level and cls.name not in disabled]
+    if builtins:
+        run.builtins(builtins)
+    users = [rule for rule in extra_rules if rule.name not in disabled]
+    changed = sum(run.user(rule) for rule in users)
+    if changed and DeadCodeElimination.name not in disabled:
+        run.builtins([DeadCodeElimination()])
+    return run.results()
+
+
+def _share_opsets(graph: ir.Graph) -> None:
+    """Give subgraphs the model's opset imports, so rules read the opset from any graph.
+
+    (Subgraphs have no imports of their own in ONNX; this is not serialized.)
+    """
+    for sub in graph.subgraphs():
+        for domain, version in graph.opset_imports.items():
+            sub.opset_imports.setdefault(domain, version)
+
+
+class _Run:
+    """One ``optimize`` call: applies rules with rollback and collects their reports."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self.model = model
+        self.reports: dict[str, RuleReport] = {}
+
+    def results(self) -> list[RuleReport]:
+        """The reports, in the order the rules first changed (or broke) the graph."""
+        return list(self.reports.values())
+
+    def builtins(self, rules: list[Rule]) -> None:
+        """Run ``rules`` in rounds until none changes anything; a failing rule is rolled back
+        (with everything after the last good state) and the rounds restart without it."""
+        graph = self.model.graph
+        saved = snapshot(graph)
+        kept = dict(self.reports)
+        while True:
+            try:
+                self._rounds(rules)
+                return
+            except _RuleFailed as failure:
+                restore(graph, saved)
+                saved = snapshot(graph)
+                self.reports = kept
+                rules = [r for r in rules if r is not failure.rule]
+                self._failed(failure.rule, "built-in", failure.reason)
+                kept = dict(self.reports)
+
+    def _rounds(self, rules: list[Rule]) -> None:
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for rule in rules:
+                if self._apply(rule, "built-in", check=graph_problems):
+                    changed = True
+            if not changed:
+                return
+
+    def user(self, rule: Rule) -> bool:
+        """Apply one user rule on a snapshot-protected graph; True when it changed something."""
+        graph = self.model.graph
+        saved = snapshot(graph)
+        try:
+            return self._apply(rule, "user", check=lambda _: model_problems(self.model))
+        except _RuleFailed as failure:
+            restore(graph, saved)
+            self._failed(rule, "user", failure.reason)
+            return False
+
+    def _apply(self, rule: Rule, kind: str, check) -> int:
+        """Apply ``rule`` to the main graph (and subgraphs); raise _RuleFailed when it breaks."""
+        graph = self.model.graph
+        before = _count(graph)
+        try:
+            rewrites = rule.apply(graph)
+            if rule.subgraphs:
+                for sub in list(graph.subgraphs()):
+                    rewrites += rule.apply(sub)
+        except Exception as exc:
+            raise _RuleFailed(rule, f"raised {type(exc).__name__}: {exc}") from exc
+        if not rewrites:
+            return 0
+        problems = check(graph)
+        if problems:
+            raise _RuleFailed(rule, "left an invalid graph: " + "; ".join(problems[:3]))
+        after = _count(graph)
+        level = self._level_of(rule, kind)
+        logger.info("optimizer: %s rule %s made %d rewrites: %d -> %d nodes", level, rule.name, rewrites, before, after)
+        report = self.reports.get(rule.name)
+        if report is None:
+            self.reports[rule.name] = RuleReport(rule.name, level, rewrites, before, after)
+        else:
+            report.rewrites += rewrites
+            report.nodes_after = after
+        return rewrites
+
+    def _failed(self, rule: Rule, kind: str, reason: str) -> None:
+        count = _count(self.model.graph)
+        logger.warning("optimizer: %s rule %s %s; its changes were rolled back", kind, rule.name or rule, reason)
+        self.reports[rule.name] = RuleReport(rule.name, self._level_of(rule, kind), 0, count, count, reason)
+
+    @staticmethod
+    def _level_of(rule: Rule, kind: str) -> str:
+        if kind == "user":
+            return "user"
+        since = next((lvl for lvl, cls in BUILTIN_RULES if isinstance(rule, cls)), 1)
+        return LEVEL_NAMES[since]
+
+
+def _count(graph: ir.Graph) -> int:
+    """Nodes in the graph, subgraphs included."""
+    return sum(1 for _ in graph.all_nodes())
+
+
+#: Above this many initializer bytes, save_optimized writes weights to an external data file.
+EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
+
+
+def save_optimized(model: ir.Model, path: str) -> None:
+    """Write the (optimized) model to ``path`` as a valid ONNX file, declaring com.onnxmux when used.
+
+    Weights go to ``<file name>.data`` beside it when they would exceed protobuf's 2 GB limit.
+    """
+    if any(node.domain == ONNXMUX_DOMAIN for node in model.graph.all_nodes()):
+        model.opset_imports.setdefault(ONNXMUX_DOMAIN, 1)
+    size = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if size > EXTERNAL_DATA_BYTES:
+        ir.save(model, path, external_data=Path(path).name + ".data")
+    else:
+        ir.save(model, path)

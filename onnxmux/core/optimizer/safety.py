@@ -1,0 +1,105 @@
+"""Checks that a rewritten graph is still well formed, and snapshots to roll a bad rewrite back."""
+
+from __future__ import annotations
+
+import itertools
+
+import onnx
+import onnx_ir as ir
+
+#: Run onnx.checker on the serialized model only below this many initializer bytes (it copies them).
+CHECKER_BYTES_LIMIT = 64 * 1024 * 1024
+
+
+def graph_problems(graph: ir.Graph, outer: frozenset[ir.Value] = frozenset()) -> list[str]:
+    """What is wrong with the graph's structure (empty when nothing is).
+
+    Every node input must be defined before use (graph input, initializer, earlier node output
+    or, in a subgraph, an outer-scope value), every value must be defined once with a unique
+    name, every graph output must be defined, and nodes must belong to this graph.
+    """
+    problems: list[str] = []
+    defined: set[ir.Value] = set(outer)
+    names: set[str] = set()
+
+    def define(value: ir.Value, what: str) -> None:
+        if value in defined and value not in outer:
+            problems.append(f"{what} '{value.name}' is defined twice")
+        if value.name:
+            if value.name in names:
+                problems.append(f"{what}: the name '{value.name}' is used by two values")
+            names.add(value.name)
+        defined.add(value)
+
+    for value in itertools.chain(graph.inputs, (v for v in graph.initializers.values() if v not in graph.inputs)):
+        define(value, "graph input or initializer")
+    for node in graph:
+        label = f"node '{node.name}' ({node.op_type})"
+        if node.graph is not graph:
+            problems.append(f"{label} does not belong to the graph it is listed in")
+        for value in node.inputs:
+            if value is not None and value not in defined:
+                problems.append(f"{label} reads '{value.name}' before it is defined (or it is never defined)")
+        for attribute in node.attributes.values():
+            if attribute.type == ir.AttributeType.GRAPH:
+                problems.extend(graph_problems(attribute.value, frozenset(defined)))
+            elif attribute.type == ir.AttributeType.GRAPHS:
+                for sub in attribute.value:
+                    problems.extend(graph_problems(sub, frozenset(defined)))
+        for value in node.outputs:
+            if value.producer() is not node:
+                problems.append(f"{label}: output '{value.name}' names another producer")
+            define(value, f"{label} output")
+    for value in graph.outputs:
+        if value not in defined:
+            problems.append(f"graph output '{value.name}' is not defined")
+    return problems
+
+
+def model_problems(model: ir.Model) -> list[str]:
+    """``graph_problems`` of the main graph, then onnx.checker's verdict when that is cheap."""
+    problems = graph_problems(model.graph)
+    if problems:
+        return problems
+    size = sum(_nbytes(v) for v in model.graph.initializers.values())
+    if size <= CHECKER_BYTES_LIMIT:
+        try:
+            onnx.checker.check_model(ir.serde.serialize_model(model))
+        except Exception as exc:  # the checker's own error types vary between onnx versions
+            problems.append(f"onnx.checker: {str(exc).strip().splitlines()[0]}")
+    return problems
+
+
+def _nbytes(value: ir.Value) -> int:
+    tensor = value.const_value
+    return tensor.nbytes if tensor is not None else 0
+
+
+def snapshot(graph: ir.Graph) -> ir.Graph:
+    """A copy of the graph sharing its tensors (which rules never modify in place)."""
+    return graph.clone()
+
+
+def restore(graph: ir.Graph, saved: ir.Graph) -> None:
+    """Make ``graph`` hold ``saved``'s contents again, keeping the ``graph`` object itself.
+
+    Callers hold references to the model's graph, so a rollback moves the snapshot's nodes,
+    inputs, outputs and initializers into it instead of swapping graphs.
+    """
+    graph.remove(list(graph), safe=False)
+    graph.outputs.clear()
+    graph.inputs.clear()
+    graph.initializers.clear()
+    inputs = list(saved.inputs)
+    outputs = list(saved.outputs)
+    initializers = list(saved.initializers.values())
+    saved.outputs.clear()
+    saved.inputs.clear()
+    saved.initializers.clear()
+    nodes = list(saved)
+    saved.remove(nodes, safe=False)
+    graph.inputs.extend(inputs)
+    for value in initializers:
+        graph.register_initializer(value)
+    graph.extend(nodes)
+    graph.outputs.extend(outputs)
