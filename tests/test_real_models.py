@@ -1,0 +1,80 @@
+"""Real torch-exported models (ResNet-18, a 4-layer BERT encoder) run by onnxmux match onnxruntime.
+
+The models come from ``benchmarks/models.py`` and are exported once into its cache
+(``.cache/models/`` or ``$ONNXMUX_MODEL_CACHE``); later runs only load them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+import onnxmux  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import models  # noqa: E402
+
+RTOL = 1e-3
+ATOL = 1e-4
+
+
+def make_feeds(model: str, batch: int, seq: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs; for BERT the later rows of the batch get padding (mask zeros)."""
+    rng = np.random.default_rng(seed)
+    if model == "resnet18":
+        return {"input": rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)}
+    lengths = np.linspace(seq, seq // 2, batch).astype(np.int64)
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    input_ids = rng.integers(0, models.BERT_VOCAB, (batch, seq), dtype=np.int64)
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+@dataclass
+class ModelRun:
+    """Sessions over one cached model, and both runtimes' outputs of a first, batch-2 run."""
+
+    name: str
+    session: onnxmux.InferenceSession
+    reference: ort.InferenceSession
+    actual: np.ndarray
+    expected: np.ndarray
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(m, e) for m in models.MODELS for e in models.EXPORTERS],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def first_run(request: pytest.FixtureRequest) -> ModelRun:
+    """Load one model in onnxmux and onnxruntime and run both on the same batch-2 feeds."""
+    name, exporter = request.param
+    path = str(models.MODELS[name](exporter))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    reference = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = onnxmux.InferenceSession(path, providers=["cpu"])
+    feeds = make_feeds(name, batch=2)
+    (expected,) = reference.run(None, feeds)
+    (actual,) = session.run(None, feeds)
+    return ModelRun(name, session, reference, actual, expected)
+
+
+def test_matches_onnxruntime(first_run: ModelRun) -> None:
+    assert first_run.actual.dtype == first_run.expected.dtype
+    np.testing.assert_allclose(first_run.actual, first_run.expected, rtol=RTOL, atol=ATOL)
+
+
+def test_accepts_another_batch_size(first_run: ModelRun) -> None:
+    name = first_run.name
+    feeds = make_feeds(name, batch=1 if name == "resnet18" else 3, seq=9, seed=1)
+    (expected,) = first_run.reference.run(None, feeds)
+    (actual,) = first_run.session.run(None, feeds)
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
