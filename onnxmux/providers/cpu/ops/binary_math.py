@@ -1,0 +1,95 @@
+"""Element-wise binary arithmetic with NumPy-style broadcasting: Add, Sub, Mul, Div, Pow, Mod."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from onnxmux.providers.cpu.registry import op
+
+Binary = Callable[[Any, Any], Any]
+
+
+def legacy_broadcast(ctx: Any, fn: Binary) -> Binary:
+    """``fn`` honouring the ``broadcast``/``axis`` attributes of the opset-1 to 6 binary operators.
+
+    With ``broadcast=1`` and an ``axis``, B's dimensions line up with A's from ``axis`` on; without
+    ``axis`` they line up with A's trailing dimensions, which is NumPy broadcasting already.
+    """
+    axis = ctx.attr("axis", None) if ctx.attr("broadcast", 0) else None
+    if axis is None:
+        return fn
+
+    def run(a: Any, b: Any) -> Any:
+        start = axis + a.ndim if axis < 0 else axis
+        trailing = a.ndim - start - b.ndim
+        if start < 0 or trailing < 0:
+            raise ValueError(f"cannot broadcast shape {b.shape} into {a.shape} at axis {axis}")
+        return fn(a, b.reshape(b.shape + (1,) * trailing))
+
+    return run
+
+
+@op("Add", 1, 7)
+def add(ctx: Any, xp: Any) -> Binary:
+    """A + B."""
+    return legacy_broadcast(ctx, xp.add)
+
+
+@op("Sub", 1, 7)
+def sub(ctx: Any, xp: Any) -> Binary:
+    """A - B."""
+    return legacy_broadcast(ctx, xp.subtract)
+
+
+@op("Mul", 1, 7)
+def mul(ctx: Any, xp: Any) -> Binary:
+    """A * B."""
+    return legacy_broadcast(ctx, xp.multiply)
+
+
+@op("Div", 1, 7)
+def div(ctx: Any, xp: Any) -> Binary:
+    """A / B; integer division truncates toward zero."""
+
+    def run(a: Any, b: Any) -> Any:
+        kind = a.dtype.kind
+        if kind == "i":
+            # a - fmod(a, b) is an exact multiple of b, so flooring it truncates the quotient
+            return (a - xp.fmod(a, b)) // b
+        if kind == "u":
+            return a // b
+        return xp.true_divide(a, b)
+
+    return legacy_broadcast(ctx, run)
+
+
+@op("Pow", 1, 7)
+def pow_(ctx: Any, xp: Any) -> Binary:
+    """X ** Y, in the base's type whatever the exponent's."""
+
+    def run(x: Any, y: Any) -> Any:
+        return xp.power(x, y).astype(x.dtype, copy=False)
+
+    return legacy_broadcast(ctx, run)
+
+
+def _mod_kernel(ctx: Any, xp: Any, float_floor_allowed: bool) -> Binary:
+    fmod = ctx.attr("fmod", 0)
+    if fmod not in (0, 1):
+        raise ctx.error(f"fmod must be 0 or 1, got {fmod}")
+    dtype = ctx.inputs[0].dtype if ctx.inputs and ctx.inputs[0] is not None else None
+    if not fmod and not float_floor_allowed and dtype is not None and dtype.kind in "fV":
+        raise ctx.error("fmod must be 1 for floating-point inputs before opset 28")
+    return xp.fmod if fmod else xp.mod
+
+
+@op("Mod", 10)
+def mod(ctx: Any, xp: Any) -> Binary:
+    """Remainder: sign of the divisor (``fmod=0``, integers only) or of the dividend (``fmod=1``)."""
+    return _mod_kernel(ctx, xp, float_floor_allowed=False)
+
+
+@op("Mod", 28)
+def mod_28(ctx: Any, xp: Any) -> Binary:
+    """Remainder: A - floor(A/B)·B (``fmod=0``, floats too) or A - trunc(A/B)·B (``fmod=1``)."""
+    return _mod_kernel(ctx, xp, float_floor_allowed=True)
