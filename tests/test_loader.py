@@ -173,3 +173,21 @@ def test_intermediates_are_released_after_their_last_reader() -> None:
                 continue
             later_reads = [s for s in plan.steps[index + 1 :] if slot in s[1]]
             assert (slot in step[3]) == (not later_reads)
+
+
+def test_sparse_constants_and_initializers_are_densified() -> None:
+    values = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "w")
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([1, 5], np.int64)), [2, 3])
+    coo = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.array([3.0], np.float32), "w2"), numpy_helper.from_array(np.array([[1, 0]], np.int64)), [2, 3]
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], sparse_value=sparse), helper.make_node("Add", ["c", "w2"], ["y"])],
+        "sparse",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        sparse_initializer=[coo],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    (y,) = ort.InferenceSession(model).run(None, {})
+    np.testing.assert_array_equal(y, [[0, 1, 0], [3, 0, 2]])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
+import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
 from onnxmux.core.errors import InvalidGraph, UnsupportedModel
@@ -46,6 +49,7 @@ def load(source: ModelSource) -> LoadedModel:
     proto, base_dir = _read(source)
     _check_model(proto)
     check_external_data(proto, base_dir)
+    _densify_sparse(proto.graph)
     if proto.functions:
         proto = _inline_functions(proto)
     proto = _infer_shapes(proto)
@@ -181,3 +185,32 @@ def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.inliner.inline_local_functions(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's local functions cannot be expanded: {exc}") from exc
+
+
+def dense_tensor(sparse: onnx.SparseTensorProto) -> onnx.TensorProto:
+    """The dense TensorProto of a sparse one (linear [NNZ] or coordinate [NNZ, rank] indices)."""
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(sparse.dims)
+    if indices.ndim == 2:
+        indices = np.ravel_multi_index(tuple(indices.T), shape)
+    dense = np.full(math.prod(shape), "" if values.dtype == object else 0, dtype=values.dtype)
+    dense[indices] = values
+    return numpy_helper.from_array(dense.reshape(shape), sparse.values.name)
+
+
+def _densify_sparse(graph: onnx.GraphProto) -> None:
+    """Replace sparse initializers and Constant ``sparse_value``s by dense tensors (onnx-ir has no sparse tensors)."""
+    for sparse in graph.sparse_initializer:
+        graph.initializer.append(dense_tensor(sparse))
+    graph.ClearField("sparse_initializer")
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.SPARSE_TENSOR:
+                dense = dense_tensor(attr.sparse_tensor)
+                attr.Clear()
+                attr.CopyFrom(onnx.helper.make_attribute("value", dense))
+            if attr.HasField("g"):
+                _densify_sparse(attr.g)
+            for sub in attr.graphs:
+                _densify_sparse(sub)

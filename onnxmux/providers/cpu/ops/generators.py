@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -15,21 +14,8 @@ from onnxmux.providers.cpu.registry import op
 _HALF_FLOATS = {np.dtype(np.float16), numpy_dtype(onnx.TensorProto.BFLOAT16)}
 
 
-def densify(sparse: onnx.SparseTensorProto) -> np.ndarray:
-    """The dense array of a sparse tensor (linear [NNZ] or coordinate [NNZ, rank] indices)."""
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
-    shape = tuple(sparse.dims)
-    if indices.ndim == 2:
-        indices = np.ravel_multi_index(tuple(indices.T), shape)
-    dense = np.full(math.prod(shape), "" if values.dtype == object else 0, dtype=values.dtype)
-    dense[indices] = values
-    return dense.reshape(shape)
-
-
 _CONSTANT_ATTRS: dict[str, Callable[[Any], np.ndarray]] = {
     "value": np.asarray,
-    "sparse_value": densify,
     "value_float": lambda v: np.array(v, dtype=np.float32),
     "value_floats": lambda v: np.array(v, dtype=np.float32),
     "value_int": lambda v: np.array(v, dtype=np.int64),
