@@ -15,6 +15,7 @@ from onnxmux.core.loader import LoadedModel, ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.selection import select_providers
+from onnxmux.core.threads import limit_blas_threads
 from onnxmux.core.types import TypeInfo
 from onnxmux.partition.plan import ExecutionPlan
 
@@ -33,6 +34,7 @@ class InferenceSession:
         **kwargs: Any,
     ) -> None:
         self._options = sess_options or SessionOptions()
+        limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         self._model = load(path_or_bytes)

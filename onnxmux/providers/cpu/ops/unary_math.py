@@ -3,11 +3,11 @@ the trigonometric and hyperbolic functions and their inverses, IsNaN and IsInf."
 
 from __future__ import annotations
 
-import math
+import importlib
 from typing import Any, Callable
 
 import numpy as np
-from numpy.polynomial import chebyshev
+import scipy.special
 
 from onnxmux.providers.cpu.registry import op
 
@@ -28,71 +28,11 @@ def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run
 
 
-class _ErfTable:
-    """erf on [0, ``limit``) in float64: a Taylor series below ``split``, above it
-    ``1 - exp(-x²)·g(1/x)`` with ``g(u) = erfc(1/u)·exp(1/u²)`` fitted by a Chebyshev series.
-
-    Past ``limit`` erf rounds to 1 in the target precision. The sizes are chosen so that the
-    float64 table is within a few ulp and the float32 one rounds correctly almost everywhere.
-    """
-
-    def __init__(self, split: float, limit: float, taylor_terms: int, chebyshev_degree: int) -> None:
-        self.split = split
-        self.limit = limit
-        scale = 2 / math.sqrt(math.pi)
-        self.taylor = [
-            scale * (-1) ** k / (math.factorial(k) * (2 * k + 1)) for k in range(taylor_terms)
-        ]
-        self.u_lo, self.u_hi = 1 / limit, 1 / split
-        self.chebyshev = chebyshev.chebinterpolate(self._g_on_unit, chebyshev_degree).tolist()
-
-    def _g_on_unit(self, s: np.ndarray) -> np.ndarray:
-        u = (s * (self.u_hi - self.u_lo) + (self.u_hi + self.u_lo)) / 2
-        return np.array([math.erfc(1 / v) * math.exp(1 / (v * v)) for v in u])
-
-    def __call__(self, xp: Any, x: Any) -> Any:
-        ax = xp.abs(x.astype(np.float64)).reshape(-1)
-        y = xp.minimum(ax, 1.0)  # 1 past the limit, NaN stays NaN
-        near = ax < self.split
-        y[near] = _horner(xp, ax[near] ** 2, self.taylor) * ax[near]
-        far = (ax >= self.split) & (ax < self.limit)
-        xf = ax[far]
-        s = (2 / xf - (self.u_hi + self.u_lo)) / (self.u_hi - self.u_lo)
-        y[far] = 1 - xp.exp(-xf * xf) * _clenshaw(xp, s, self.chebyshev)
-        return xp.copysign(y.reshape(x.shape), x).astype(x.dtype)
-
-
-def _horner(xp: Any, t: Any, coeffs: list[float]) -> Any:
-    """sum(coeffs[k] * t**k), evaluated in place."""
-    acc = xp.full_like(t, coeffs[-1])
-    for c in coeffs[-2::-1]:
-        acc *= t
-        acc += c
-    return acc
-
-
-def _clenshaw(xp: Any, s: Any, coeffs: list[float]) -> Any:
-    """sum(coeffs[k] * T_k(s)) for Chebyshev polynomials T_k, rotating three buffers."""
-    b1 = xp.zeros_like(s)
-    b2 = xp.zeros_like(s)
-    step = xp.empty_like(s)
-    s2 = s + s
-    for c in coeffs[:0:-1]:
-        xp.multiply(s2, b1, out=step)
-        step -= b2
-        step += c
-        b1, b2, step = step, b1, b2
-    return s * b1 - b2 + coeffs[0]
-
-
-_ERF_FLOAT32 = _ErfTable(split=1.5, limit=4.0, taylor_terms=16, chebyshev_degree=12)
-_ERF_FLOAT64 = _ErfTable(split=1.5, limit=6.0, taylor_terms=25, chebyshev_degree=20)
-
-
 def erf(xp: Any, x: Any) -> Any:
-    """The Gauss error function of a float array, in its own dtype (float32 tables below float64)."""
-    table = _ERF_FLOAT64 if x.dtype == np.float64 else _ERF_FLOAT32
-    return table(xp, x)
+    """The Gauss error function of a float array in its own dtype, from SciPy (CuPy's for CuPy arrays)."""
+    if xp is np:
+        return scipy.special.erf(x)
+    return importlib.import_module("cupyx.scipy.special").erf(x)
 
 
 def _unary(op_type: str, since: int, doc: str, make: Callable[[Any], Callable]) -> None:
