@@ -69,6 +69,10 @@ class NodeContext:
         graph = self.attr(attr_name)
         if not isinstance(graph, ir.Graph):
             raise self.error(f"attribute '{attr_name}' is not a graph")
+        return self.compile_graph(graph)
+
+    def compile_graph(self, graph: ir.Graph) -> SubgraphRunner:
+        """Compile any graph in this node's scope (a subgraph, or a function body built for it)."""
         if self._compile_subgraph is None:
             raise self.error("subgraphs cannot be compiled in this context")
         return self._compile_subgraph(graph)
@@ -101,11 +105,7 @@ def _attr_value(attr: ir.Attr) -> Any:
 def tensor_to_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
     """A tensor's data as a numpy array (object array of str for string tensors)."""
     array = tensor.numpy()
-    if array.dtype == object:
-        array = np.vectorize(_decode, otypes=[object])(array) if array.size else array.astype(object)
+    if array.dtype == object or array.dtype.kind == "S":
+        flat = [item.decode("utf-8") if isinstance(item, bytes) else item for item in array.ravel().tolist()]
+        array = np.array(flat, dtype=object).reshape(array.shape)
     return array
-
-
-def _decode(item: Any) -> Any:
-    return item.decode("utf-8") if isinstance(item, bytes) else item
-
