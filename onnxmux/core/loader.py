@@ -10,6 +10,7 @@ from typing import Iterator, Union
 
 import numpy as np
 import onnx
+import onnx.inliner
 import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from onnxmux.core.context import NodeContext
 from onnxmux.core.provider import KernelProvider
+from onnxmux.core.registry import KernelDef
 from onnxmux.providers.cpu import ops
+from onnxmux.providers.cpu.functions import function_kernel
 from onnxmux.providers.cpu.registry import REGISTRY
 
 
@@ -26,3 +29,14 @@ class CPUExecutionProvider(KernelProvider):
     aliases = ("cpu",)
     device = "cpu"
     registry = REGISTRY
+
+    def kernel_for(self, ctx: NodeContext) -> tuple[KernelDef | None, str | None]:
+        """A registered kernel, else the operator's ONNX function body when its schema has one."""
+        kernel, reason = super().kernel_for(ctx)
+        if kernel is not None:
+            return kernel, None
+        body = function_kernel(ctx)
+        if body is None:
+            return None, reason
+        why = body.supports(ctx) if body.supports is not None else None
+        return (None, f"{reason}; its function body cannot be used: {why}") if why else (body, None)

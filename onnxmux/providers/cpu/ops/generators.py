@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -62,7 +63,7 @@ def range_(ctx, xp):
     def run(start, limit, delta):
         dtype = start.dtype
         if dtype.kind in "iu":
-            first, last, step = int(start), int(limit), int(delta)
+            first, last, step = (int(v.item()) for v in (start, limit, delta))
             count = max(-((first - last) // step), 0)
             return xp.arange(count, dtype=dtype) * step + first
         compute = stash if dtype in _HALF_FLOATS else dtype

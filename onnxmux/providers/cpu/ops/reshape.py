@@ -99,7 +99,7 @@ def squeeze(ctx, xp):
     """Remove the size-1 dims listed in the ``axes`` input (all size-1 dims by default)."""
 
     def run(x, axes=None):
-        return _squeeze(xp, x, None if axes is None else axes.tolist())
+        return _squeeze(xp, x, None if axes is None else axes.reshape(-1).tolist())
 
     return run
 
@@ -120,7 +120,7 @@ def unsqueeze(ctx, xp):
     """Insert size-1 dims at the output positions listed in the ``axes`` input."""
 
     def run(x, axes):
-        return _unsqueeze(xp, x, axes.tolist())
+        return _unsqueeze(xp, x, axes.reshape(-1).tolist())
 
     return run
 
