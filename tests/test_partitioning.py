@@ -233,6 +233,7 @@ def _fake_plugin(tmp_path: Path, body: str) -> dict:
     (tmp_path / "brokenplugin.py").write_text(textwrap.dedent(body))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    env["COLUMNS"] = "250"  # rich tables must not truncate the names and reasons checked below
     return env
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -116,10 +117,12 @@ def test_onnxruntime_names_exist() -> None:
     assert isinstance(ort.__version__, str)
 
 
-def test_import_loads_no_provider_dependency() -> None:
+def test_import_and_cpu_session_load_no_provider_dependency() -> None:
     code = (
-        "import sys, onnxmux; onnxmux.get_available_providers();"
+        "import sys, onnxmux; from helpers import affine_relu_model;"
+        "onnxmux.InferenceSession(affine_relu_model().SerializeToString(), providers=['cpu']);"
         "print(sorted(m for m in ('openvino', 'cupy', 'pyopencl', 'tensorrt') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "[]"
