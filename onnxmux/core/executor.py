@@ -35,13 +35,18 @@ class Plan:
     output_slots: tuple[int, ...]
     steps: tuple[Step, ...]
 
-    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
-        """Run every step; ``inputs`` follow the graph inputs, ``outer`` the outer-scope values."""
+    def initial_slots(self, inputs: Sequence[Any], outer: Sequence[Any]) -> list[Any]:
+        """A run's private slot list: the constants, then the inputs and outer values."""
         slots = self.template.copy()
         for slot, value in zip(self.input_slots, inputs):
             slots[slot] = value
         for slot, value in zip(self.outer_slots, outer):
             slots[slot] = value
+        return slots
+
+    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
+        """Run every step; ``inputs`` follow the graph inputs, ``outer`` the outer-scope values."""
+        slots = self.initial_slots(inputs, outer)
         description = ""
         try:
             for run, ins, outs, frees, description in self.steps:
@@ -128,11 +133,7 @@ class ParallelPlan(Plan):
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="onnxmux")
 
     def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
-        slots = self.template.copy()
-        for slot, value in zip(self.input_slots, inputs):
-            slots[slot] = value
-        for slot, value in zip(self.outer_slots, outer):
-            slots[slot] = value
+        slots = self.initial_slots(inputs, outer)
         waiting = [len(d) for d in self.deps]
         readers = dict(self.readers)
         lock = threading.Lock()
