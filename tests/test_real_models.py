@@ -78,3 +78,50 @@ def test_accepts_another_batch_size(first_run: ModelRun) -> None:
     (actual,) = first_run.session.run(None, feeds)
     assert actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
+
+
+HEAVY = {"Conv", "MatMul", "Gemm"}
+
+
+def expected_copies(path: str) -> set[tuple[str, str]]:
+    """(value, destination) pairs that must move when only Conv/MatMul/Gemm run on a device.
+
+    Worked out from the ONNX file alone: a value crosses when its producer (the host, for graph
+    inputs) and a consumer (the host, for graph outputs) sit on different sides; initializers are
+    uploaded at session creation and are not run-time copies.
+    """
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    side = {i.name: "host" for i in graph.input}
+    for node in graph.node:
+        for out in node.output:
+            side[out] = "device" if node.op_type in HEAVY else "host"
+    crossings = set()
+    for node in graph.node:
+        here = "device" if node.op_type in HEAVY else "host"
+        for name in node.input:
+            if name and name not in initializers and side.get(name, "host") != here:
+                crossings.add((name, here))
+    for out in graph.output:
+        if side.get(out.name) == "device":
+            crossings.add((out.name, "host"))
+    return crossings
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_heavy_ops_on_a_device_match_the_cpu_with_the_expected_copies(name: str) -> None:
+    path = str(models.MODELS[name]("legacy"))
+    options = onnxmux.SessionOptions()
+    options.graph_optimization_level = onnxmux.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxmux.InferenceSession(path, options, providers=["heavy-device", "cpu"])
+    plan = session.get_execution_plan().to_dict()
+    on_device = {n["op_type"] for n in plan["nodes"] if n["provider"] == "HeavyOpsDeviceExecutionProvider"}
+    assert on_device == HEAVY & {n["op_type"] for n in plan["nodes"]}
+    got = {(c["value"], "device" if c["to"] == "heavydev:0" else "host") for c in plan["copies"]}
+    assert len(got) == len(plan["copies"])
+    assert got == expected_copies(path)
+    feeds = make_feeds(name, batch=2)
+    cpu = onnxmux.InferenceSession(path, options, providers=["cpu"]).run(None, feeds)[0]
+    np.testing.assert_allclose(session.run(None, feeds)[0], cpu, rtol=1e-5, atol=1e-6)
