@@ -14,6 +14,7 @@ from onnxmux.core.errors import (
     UnsupportedOperator,
 )
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
+from onnxmux.core.optimizer import PatternRule, Rule
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.provider import CompileProvider, DataTransfer, ExecutionProvider, KernelProvider, Subgraph
 from onnxmux.core.registry import KernelRegistry
@@ -35,7 +36,9 @@ __all__ = [
     "ModelMetadata",
     "NodeArg",
     "OnnxMuxError",
+    "PatternRule",
     "ProviderError",
+    "Rule",
     "RunOptions",
     "RuntimeFailure",
     "SessionOptions",

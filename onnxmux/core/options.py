@@ -39,6 +39,12 @@ class SessionOptions:
         self.enable_mem_pattern = True
         self.enable_mem_reuse = True
         self._config: dict[str, str] = {}
+        #: The user's own optimizer rules, applied after the built-in ones (see docs/optimizer.md).
+        self.optimizer_rules: list = []
+
+    def add_optimizer_rule(self, rule: object) -> None:
+        """Add a graph rewrite rule (an ``onnxmux.optimizer.Rule``) to run at session creation."""
+        self.optimizer_rules.append(rule)
 
     def add_session_config_entry(self, key: str, value: str) -> None:
         """Set a free-form configuration entry (``session.*``, ``optimization.*``)."""

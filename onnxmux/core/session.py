@@ -13,6 +13,7 @@ from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.loader import LoadedModel, ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
+from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.selection import select_providers
 from onnxmux.core.threads import limit_blas_threads
@@ -40,6 +41,12 @@ class InferenceSession:
         self._model = load(path_or_bytes)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
+        optimize(
+            self._model.model,
+            level,
+            disabled=self._options.config("optimization.disable_rules"),
+            extra_rules=self._options.optimizer_rules,
+        )
         compiler = GraphCompiler(
             self._model.opsets,
             self._providers,
@@ -48,6 +55,8 @@ class InferenceSession:
         )
         self._plan = compiler.compile_model(graph)
         self._execution_plan = compiler.execution_plan
+        if self._options.optimized_model_filepath:
+            save_optimized(self._model.model, self._options.optimized_model_filepath)
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
             threads = self._options.inter_op_num_threads or os.cpu_count() or 1
             self._plan = ParallelPlan(self._plan, threads)

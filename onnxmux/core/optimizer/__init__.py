@@ -27,7 +27,7 @@ from onnxmux.core.optimizer.basic import (
     EliminateNoOpSlice,
     EliminateZeroPad,
 )
-from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
+from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN, count_nodes, reserve_names, subgraphs
 from onnxmux.core.optimizer.extended import (
     CollapseReshapeChain,
     FuseConvAdd,
@@ -38,7 +38,7 @@ from onnxmux.core.optimizer.extended import (
 )
 from onnxmux.core.optimizer.folding import ConstantFolding
 from onnxmux.core.optimizer.rules import PatternRule, Rule, RuleReport
-from onnxmux.core.optimizer.safety import graph_problems, model_problems, restore, snapshot
+from onnxmux.core.optimizer.safety import Snapshot, clone_snapshot, graph_problems, model_problems, restore_clone
 from onnxmux.core.optimizer.transformer import FuseFastGelu, FuseGelu, FuseLayerNormalization, FuseSoftmax
 
 __all__ = ["BUILTIN_RULES", "LEVEL_NAMES", "PatternRule", "Rule", "RuleReport", "optimize", "save_optimized"]
@@ -47,7 +47,8 @@ logger = logging.getLogger("onnxmux")
 
 LEVEL_NAMES = {1: "basic", 2: "extended", 99: "all"}
 
-#: Every built-in rule, with the lowest level that enables it, in the order they run.
+#: Every built-in rule, with the lowest level that enables it, in the order they run (dead code
+#: elimination last, so each round ends with a clean graph).
 BUILTIN_RULES: tuple[tuple[int, type[Rule]], ...] = (
     (1, ConstantFolding),
     (1, EliminateIdentity),
@@ -60,7 +61,6 @@ BUILTIN_RULES: tuple[tuple[int, type[Rule]], ...] = (
     (1, EliminateNoOpExpand),
     (1, ConstantSharing),
     (1, CommonSubexpressionElimination),
-    (1, DeadCodeElimination),
     (2, FuseConvBatchNorm),
     (2, FuseConvMul),
     (2, FuseConvAdd),
@@ -71,6 +71,7 @@ BUILTIN_RULES: tuple[tuple[int, type[Rule]], ...] = (
     (2, FuseFastGelu),
     (2, FuseLayerNormalization),
     (2, FuseSoftmax),
+    (1, DeadCodeElimination),
 )
 
 #: Rounds of the built-in rules at most; each round runs them all, and one without change ends.
@@ -96,7 +97,9 @@ def optimize(
     values), skipping rules whose name is in ``disabled``, then applying user ``extra_rules``;
     returns what changed (one report per rule that changed the graph or failed)."""
     level = int(level)
-    disabled = set(disabled)
+    if isinstance(disabled, str):  # the config entry's comma-separated form
+        disabled = disabled.split(",")
+    disabled = {name.strip() for name in disabled if name.strip()}
     known = {cls.name for _, cls in BUILTIN_RULES} | {rule.name for rule in extra_rules}
     unknown = disabled - known
     if unknown:
@@ -106,6 +109,7 @@ def optimize(
             ", ".join(sorted(known)),
         )
     _share_opsets(model.graph)
+    reserve_names(model.graph)
     run = _Run(model)
     builtins = [cls() for since, cls in BUILTIN_RULES if since <= level and cls.name not in disabled]
     if builtins:
@@ -122,7 +126,7 @@ def _share_opsets(graph: ir.Graph) -> None:
 
     (Subgraphs have no imports of their own in ONNX; this is not serialized.)
     """
-    for sub in graph.subgraphs():
+    for sub in subgraphs(graph):
         for domain, version in graph.opset_imports.items():
             sub.opset_imports.setdefault(domain, version)
 
@@ -133,6 +137,14 @@ class _Run:
     def __init__(self, model: ir.Model) -> None:
         self.model = model
         self.reports: dict[str, RuleReport] = {}
+        #: Whether any node holds a subgraph (built-in rules never add one).
+        self.nested = bool(subgraphs(model.graph))
+        #: The node count (subgraphs included) as of the last change.
+        self.nodes = self._count()
+
+    def _count(self) -> int:
+        graph = self.model.graph
+        return count_nodes(graph) if self.nested else len(graph)
 
     def results(self) -> list[RuleReport]:
         """The reports, in the order the rules first changed (or broke) the graph."""
@@ -141,16 +153,15 @@ class _Run:
     def builtins(self, rules: list[Rule]) -> None:
         """Run ``rules`` in rounds until none changes anything; a failing rule is rolled back
         (with everything after the last good state) and the rounds restart without it."""
-        graph = self.model.graph
-        saved = snapshot(graph)
+        saved = Snapshot(self.model.graph)
         kept = dict(self.reports)
         while True:
             try:
                 self._rounds(rules)
                 return
             except _RuleFailed as failure:
-                restore(graph, saved)
-                saved = snapshot(graph)
+                saved.restore()
+                self.nodes = self._count()
                 self.reports = kept
                 rules = [r for r in rules if r is not failure.rule]
                 self._failed(failure.rule, "built-in", failure.reason)
@@ -168,31 +179,35 @@ class _Run:
     def user(self, rule: Rule) -> bool:
         """Apply one user rule on a snapshot-protected graph; True when it changed something."""
         graph = self.model.graph
-        saved = snapshot(graph)
+        saved = clone_snapshot(graph)
         try:
             return self._apply(rule, "user", check=lambda _: model_problems(self.model))
         except _RuleFailed as failure:
-            restore(graph, saved)
+            restore_clone(graph, saved)
+            self.nodes = self._count()
             self._failed(rule, "user", failure.reason)
             return False
 
     def _apply(self, rule: Rule, kind: str, check) -> int:
         """Apply ``rule`` to the main graph (and subgraphs); raise _RuleFailed when it breaks."""
         graph = self.model.graph
-        before = _count(graph)
+        before = self.nodes
         try:
-            rewrites = rule.apply(graph)
-            if rule.subgraphs:
-                for sub in list(graph.subgraphs()):
-                    rewrites += rule.apply(sub)
+            rewrites = int(rule.apply(graph) or 0)
+            if rule.subgraphs and self.nested:
+                for sub in subgraphs(graph):
+                    rewrites += int(rule.apply(sub) or 0)
         except Exception as exc:
             raise _RuleFailed(rule, f"raised {type(exc).__name__}: {exc}") from exc
-        if not rewrites:
+        if not rewrites and kind != "user":
             return 0
+        # A user rule is checked even when it reports no rewrites: it may be wrong about that too.
         problems = check(graph)
         if problems:
             raise _RuleFailed(rule, "left an invalid graph: " + "; ".join(problems[:3]))
-        after = _count(graph)
+        if not rewrites:
+            return 0
+        after = self.nodes = self._count()
         level = self._level_of(rule, kind)
         logger.info("optimizer: %s rule %s made %d rewrites: %d -> %d nodes", level, rule.name, rewrites, before, after)
         report = self.reports.get(rule.name)
@@ -204,7 +219,7 @@ class _Run:
         return rewrites
 
     def _failed(self, rule: Rule, kind: str, reason: str) -> None:
-        count = _count(self.model.graph)
+        count = self.nodes
         logger.warning("optimizer: %s rule %s %s; its changes were rolled back", kind, rule.name or rule, reason)
         self.reports[rule.name] = RuleReport(rule.name, self._level_of(rule, kind), 0, count, count, reason)
 
@@ -216,11 +231,6 @@ class _Run:
         return LEVEL_NAMES[since]
 
 
-def _count(graph: ir.Graph) -> int:
-    """Nodes in the graph, subgraphs included."""
-    return sum(1 for _ in graph.all_nodes())
-
-
 #: Above this many initializer bytes, save_optimized writes weights to an external data file.
 EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
 
@@ -228,12 +238,15 @@ EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
 def save_optimized(model: ir.Model, path: str) -> None:
     """Write the (optimized) model to ``path`` as a valid ONNX file, declaring com.onnxmux when used.
 
-    Weights go to ``<file name>.data`` beside it when they would exceed protobuf's 2 GB limit.
+    Weights go to ``<file name>.data`` beside it when the model's weights were external data
+    already (the saved file must not point into the original model's data) or when they would
+    exceed protobuf's 2 GB limit.
     """
     if any(node.domain == ONNXMUX_DOMAIN for node in model.graph.all_nodes()):
         model.opset_imports.setdefault(ONNXMUX_DOMAIN, 1)
-    size = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    if size > EXTERNAL_DATA_BYTES:
+    tensors = [v.const_value for g in model.graphs() for v in g.initializers.values() if v.const_value is not None]
+    external = any(isinstance(t, ir.ExternalTensor) for t in tensors)
+    if external or sum(t.nbytes for t in tensors) > EXTERNAL_DATA_BYTES:
         ir.save(model, path, external_data=Path(path).name + ".data")
     else:
         ir.save(model, path)

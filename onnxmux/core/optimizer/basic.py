@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-import numpy as np
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from onnxmux.core.context import tensor_to_numpy
 from onnxmux.core.optimizer.editing import (
     ONNXMUX_DOMAIN,
     RANDOM_OPS,
@@ -26,7 +25,6 @@ from onnxmux.core.optimizer.editing import (
     static_shape,
 )
 from onnxmux.core.optimizer.rules import PatternRule, Rule
-from onnxmux.core.context import tensor_to_numpy
 
 #: Slice ends at or beyond this (INT32_MAX and up) mean "to the end" whatever the dimension.
 _SLICE_TO_END = 2**31 - 1
@@ -217,24 +215,25 @@ def _const_ints(node: ir.Node, index: int) -> list[int] | None:
 
 
 class DeadCodeElimination(Rule):
-    """Remove nodes whose outputs nobody reads and unused initializers.
+    """Remove nodes whose outputs nobody reads, and initializers nobody reads.
 
-    Uses onnx-ir's ``RemoveUnusedNodesPass``, which also recurses into subgraphs and drops
-    unused optional outputs of standard ops.
+    Graph inputs and outputs are kept, so the model's signature does not change.
     """
 
     name = "DeadCodeElimination"
-    subgraphs = False
 
     def apply(self, graph: ir.Graph) -> int:
-        """Remove what is unused; returns how many nodes and initializers went."""
-        before = _size(graph)
-        RemoveUnusedNodesPass()(ir.Model(graph, ir_version=10))
-        return before - _size(graph)
-
-
-def _size(graph: ir.Graph) -> int:
-    return sum(1 for _ in graph.all_nodes()) + len(graph.initializers)
+        """Remove what is unused, last node first; returns how many nodes and initializers went."""
+        count = 0
+        for node in reversed(list(graph)):
+            if not any(v.uses() or v.is_graph_output() for v in node.outputs):
+                graph.remove(node, safe=True)
+                count += 1
+        for value in list(graph.initializers.values()):
+            if not (value.uses() or value.is_graph_output() or value.is_graph_input()):
+                del graph.initializers[value.name]
+                count += 1
+        return count
 
 
 #: Domains whose ops are pure functions of their inputs and attributes (safe to deduplicate).
@@ -294,7 +293,7 @@ def _cse_key(node: ir.Node) -> Hashable | None:
 
 def _attr_key(attribute: ir.Attr) -> Hashable | None:
     """A hashable form of an attribute's value (None for kinds CSE does not compare)."""
-    if isinstance(attribute, ir.RefAttr):
+    if attribute.is_ref():
         return None
     kind, value = attribute.type, attribute.value
     if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):
@@ -318,19 +317,20 @@ class ConstantSharing(Rule):
 
     name = "ConstantSharing"
 
+    def __init__(self) -> None:
+        #: Content keys already computed, by tensor (tensors are never modified in place).
+        self._keys: dict[int, tuple[ir.TensorProtocol, Hashable | None]] = {}
+
     def apply(self, graph: ir.Graph) -> int:
         """Redirect readers of duplicates to the first copy; returns how many were removed."""
         canonical: dict[Hashable, ir.Value] = {}
         count = 0
         for value in list(graph.initializers.values()):
-            if value.is_graph_input() or value.is_graph_output() or value.const_value is None:
+            if value.is_graph_input() or value.is_graph_output():
                 continue
-            if value.const_value.size > SHARED_CONSTANT_LIMIT:
+            key = self._key(value.const_value)
+            if key is None:
                 continue
-            array = tensor_to_numpy(value.const_value)
-            if array.dtype == object:
-                continue
-            key = (array.dtype.str, array.shape, np.ascontiguousarray(array).tobytes())
             first = canonical.setdefault(key, value)
             if first is value:
                 continue
@@ -338,3 +338,15 @@ class ConstantSharing(Rule):
             del graph.initializers[value.name]
             count += 1
         return count
+
+    def _key(self, tensor: ir.TensorProtocol | None) -> Hashable | None:
+        """(dtype, shape, bytes) of a small non-string tensor, else None."""
+        if tensor is None or tensor.size > SHARED_CONSTANT_LIMIT:
+            return None
+        cached = self._keys.get(id(tensor))
+        if cached is not None and cached[0] is tensor:
+            return cached[1]
+        array = tensor_to_numpy(tensor)
+        key = None if array.dtype == object else (array.dtype.str, array.shape, array.tobytes())
+        self._keys[id(tensor)] = (tensor, key)
+        return key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -36,22 +36,30 @@ def opset(graph: ir.Graph, domain: str = "") -> int:
     return imports.get(domain, 1)
 
 
+def is_constant(value: ir.Value | None) -> bool:
+    """Whether ``constant(value)`` has an array, decided without loading any tensor data."""
+    if value is None:
+        return False
+    if value.const_value is not None and value.is_initializer() and not value.is_graph_input():
+        return True
+    producer = value.producer()
+    if producer is None or not is_op(producer, "Constant"):
+        return False
+    attr = producer.attributes.get("value")
+    return attr is not None and attr.type == ir.AttributeType.TENSOR
+
+
 def constant(value: ir.Value | None) -> np.ndarray | None:
     """The value's array when it is fixed at load time, else None.
 
     Fixed means a non-overridable initializer (an initializer that is also a graph input can be
     replaced by a feed) or the output of a Constant node holding a dense tensor.
     """
-    if value is None:
+    if not is_constant(value):
         return None
-    if value.const_value is not None and value.is_initializer() and not value.is_graph_input():
+    if value.const_value is not None and value.is_initializer():
         return tensor_to_numpy(value.const_value)
-    producer = value.producer()
-    if producer is not None and is_op(producer, "Constant"):
-        attr = producer.attributes.get("value")
-        if attr is not None and attr.type == ir.AttributeType.TENSOR:
-            return tensor_to_numpy(attr.value)
-    return None
+    return tensor_to_numpy(value.producer().attributes["value"].value)
 
 
 def scalar(value: ir.Value | None) -> float | None:
@@ -82,6 +90,28 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
 def has_subgraph(node: ir.Node) -> bool:
     """Whether the node holds GRAPH or GRAPHS attributes (If, Loop, Scan...)."""
     return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+
+
+def subgraphs(graph: ir.Graph) -> list[ir.Graph]:
+    """The bodies of the graph's control-flow nodes, nested ones included, outermost first."""
+    found: list[ir.Graph] = []
+    for node in graph:
+        for attribute in node.attributes.values():
+            if attribute.type == ir.AttributeType.GRAPH:
+                bodies = [attribute.value]
+            elif attribute.type == ir.AttributeType.GRAPHS:
+                bodies = list(attribute.value)
+            else:
+                continue
+            for body in bodies:
+                found.append(body)
+                found.extend(subgraphs(body))
+    return found
+
+
+def count_nodes(graph: ir.Graph) -> int:
+    """The number of nodes in the graph, those of its subgraphs included."""
+    return len(graph) + sum(len(body) for body in subgraphs(graph))
 
 
 def only_consumer(value: ir.Value) -> ir.Node | None:
@@ -145,15 +175,30 @@ def dtype(value: ir.Value | None) -> ir.DataType | None:
 
 # -- names --------------------------------------------------------------------------------
 
+#: The value names in use, per graph; a model's graphs share one set (names are model-wide).
 _NAMES: "weakref.WeakKeyDictionary[ir.Graph, set[str]]" = weakref.WeakKeyDictionary()
 _COUNTER = itertools.count()
 
 
+def reserve_names(graph: ir.Graph) -> None:
+    """(Re)collect the names used in ``graph`` and its subgraphs, which ``unique_name`` avoids.
+
+    Called before rewriting starts, and again after code that may have named values itself.
+    """
+    names: set[str] = set()
+    for g in [graph, *subgraphs(graph)]:
+        names.update(v.name for v in itertools.chain(g.inputs, g.initializers.values()) if v.name)
+        for node in g:
+            names.update(v.name for v in node.outputs if v.name)
+        _NAMES[g] = names
+
+
 def unique_name(graph: ir.Graph, base: str) -> str:
-    """A value name not used in ``graph``, derived from ``base``."""
+    """A value name not used in the model ``graph`` belongs to, derived from ``base``."""
     names = _NAMES.get(graph)
     if names is None:
-        names = _NAMES[graph] = _all_names(graph)
+        reserve_names(graph)
+        names = _NAMES[graph]
     name = base
     while name in names:
         name = f"{base}_{next(_COUNTER)}"
@@ -161,17 +206,10 @@ def unique_name(graph: ir.Graph, base: str) -> str:
     return name
 
 
-def _all_names(graph: ir.Graph) -> set[str]:
-    names = {v.name for v in itertools.chain(graph.inputs, graph.initializers.values()) if v.name}
-    for node in graph.all_nodes():
-        names.update(v.name for v in node.outputs if v.name)
-    return names
-
-
 def make_initializer(graph: ir.Graph, array: np.ndarray, base: str, *, exact: bool = False) -> ir.Value:
     """Register ``array`` as a new initializer of ``graph`` named after ``base`` (exactly ``base``
     when ``exact``: the caller has freed that name)."""
-    tensor = ir.Tensor(np.ascontiguousarray(array))
+    tensor = ir.Tensor(np.asarray(array, order="C"))
     value = ir.Value(
         name=base if exact else unique_name(graph, base),
         shape=ir.Shape(array.shape),
@@ -216,23 +254,22 @@ def replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value, *, allow_identi
     renamable = can_take_name(graph, new)
     if positions and not renamable and not allow_identity:
         return False
+    if positions:
+        name = old.name
+        old.name = unique_name(graph, f"{name}_replaced")
+        keeper = new
+        if renamable:
+            new.name = name
+            if new.type is None:
+                new.type = old.type
+            if new.shape is None:
+                new.shape = old.shape
+        else:
+            keeper = ir.Value(name=name, type=old.type, shape=old.shape)
+            graph.append(ir.Node("", "Identity", [new], outputs=[keeper], name=unique_name(graph, f"{name}_keep")))
+        for i in positions:
+            graph.outputs[i] = keeper
     old.replace_all_uses_with(new)
-    if not positions:
-        return True
-    name = old.name
-    old.name = unique_name(graph, f"{name}_replaced")
-    if renamable:
-        new.name = name
-        if new.type is None:
-            new.type = old.type
-        if new.shape is None:
-            new.shape = old.shape
-    else:
-        new_out = ir.Value(name=name, type=old.type, shape=old.shape)
-        graph.append(ir.Node("", "Identity", [new], outputs=[new_out], name=unique_name(graph, f"{name}_keep")))
-        new = new_out
-    for i in positions:
-        graph.outputs[i] = new
     return True
 
 
@@ -252,8 +289,23 @@ def bypass(graph: ir.Graph, node: ir.Node, source: ir.Value) -> bool:
     return True
 
 
-def remove_unused(graph: ir.Graph, nodes: Iterable[ir.Node]) -> None:
-    """Remove those of ``nodes`` (given in graph order) whose outputs are no longer read."""
-    for node in reversed(list(nodes)):
-        if node.graph is graph and not any(v.uses() or v.is_graph_output() for v in node.outputs):
-            graph.remove(node, safe=True)
+def replace_with_node(
+    graph: ir.Graph,
+    last: ir.Node,
+    op_type: str,
+    inputs: Sequence[ir.Value | None],
+    attributes: Sequence[ir.Attr] = (),
+    domain: str = "",
+) -> ir.Node:
+    """A new node computing what ``last`` (the end of a matched pattern) computed, in its place.
+
+    The node is inserted just before ``last`` (so every value the pattern read is defined),
+    readers of ``last``'s output read the new node's, and ``last`` is removed; the rest of the
+    pattern is left to dead code elimination.
+    """
+    out = new_output(last.outputs[0], graph)
+    node = ir.Node(domain, op_type, inputs, attributes=attributes, outputs=[out], name=f"{last.name}_{op_type}")
+    graph.insert_before(last, node)
+    replace_value(graph, last.outputs[0], out)
+    graph.remove(last, safe=True)
+    return node

@@ -17,14 +17,15 @@ from onnxmux.core.optimizer.editing import (
     attr,
     constant,
     dtype,
+    is_constant,
     is_op,
     make_initializer,
-    new_output,
     only_consumer,
     opset,
     other_input,
     rank,
     replace_value,
+    replace_with_node,
 )
 from onnxmux.core.optimizer.rules import PatternRule
 
@@ -41,21 +42,20 @@ class _ConvFold(PatternRule):
         raise NotImplementedError
 
     def match(self, node: ir.Node) -> Any | None:
-        """(next node, W, B, scale, shift) when ``node`` is a foldable Conv with a matching successor."""
+        """(next node, W, B or None, (scale, shift)) for a foldable Conv and successor."""
         if not is_op(node, "Conv") or len(node.inputs) < 2 or dtype(node.outputs[0]) not in FLOAT_TYPES:
             return None
-        weights = constant(node.inputs[1])
-        bias = constant(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
-        if weights is None or (bias is None and len(node.inputs) > 2 and node.inputs[2] is not None):
+        has_bias = len(node.inputs) > 2 and node.inputs[2] is not None
+        if not is_constant(node.inputs[1]) or (has_bias and not is_constant(node.inputs[2])):
             return None
         nxt = only_consumer(node.outputs[0])
         if nxt is None or nxt.graph is not node.graph:
             return None
-        channels = weights.shape[0]
-        affine = self.channel_affine(node, nxt, channels)
+        weights = constant(node.inputs[1])
+        affine = self.channel_affine(node, nxt, weights.shape[0])
         if affine is None:
             return None
-        return nxt, weights, bias, affine
+        return nxt, weights, constant(node.inputs[2]) if has_bias else None, affine
 
     def rewrite(self, graph: ir.Graph, node: ir.Node, match: Any) -> None:
         """New weights and bias for the Conv; the successor's readers read the Conv."""
@@ -173,11 +173,8 @@ class FuseMatMulAddToGemm(PatternRule):
     def rewrite(self, graph: ir.Graph, node: ir.Node, match: Any) -> None:
         """A Gemm of the MatMul's inputs and the bias replaces both nodes."""
         add, bias_value = match
-        out = new_output(add.outputs[0], graph)
-        gemm = ir.Node("", "Gemm", [*node.inputs, bias_value], outputs=[out], name=f"{node.name}_gemm")
-        graph.insert_before(add, gemm)
-        replace_value(graph, add.outputs[0], out)
-        graph.remove([add, node], safe=True)
+        replace_with_node(graph, add, "Gemm", [*node.inputs, bias_value])
+        graph.remove(node, safe=True)
 
 
 def _is_swap(node: ir.Node | None) -> bool:
@@ -210,25 +207,14 @@ class FuseGemmTranspose(PatternRule):
         """Read through the transposes (flipping the flags) or swap the operands."""
         flags = {"transA": attr(node, "transA", 0), "transB": attr(node, "transB", 0)}
         if match == "output":
-            reader = only_consumer(node.outputs[0])
             a, b = node.inputs[:2]
-            out = new_output(reader.outputs[0], graph)
-            alpha = attr(node, "alpha", 1.0)
-            swapped = ir.Node(
-                "",
-                "Gemm",
-                [b, a],
-                attributes=[
-                    ir.AttrInt64("transA", 1 - flags["transB"]),
-                    ir.AttrInt64("transB", 1 - flags["transA"]),
-                    ir.AttrFloat32("alpha", alpha),
-                ],
-                outputs=[out],
-                name=f"{node.name}_swapped",
-            )
-            graph.insert_before(reader, swapped)
-            replace_value(graph, reader.outputs[0], out)
-            graph.remove([reader, node], safe=True)
+            attributes = [
+                ir.AttrInt64("transA", 1 - flags["transB"]),
+                ir.AttrInt64("transB", 1 - flags["transA"]),
+                ir.AttrFloat32("alpha", attr(node, "alpha", 1.0)),
+            ]
+            replace_with_node(graph, only_consumer(node.outputs[0]), "Gemm", [b, a], attributes)
+            graph.remove(node, safe=True)
             return
         for i in match:
             flag = "transA" if i == 0 else "transB"

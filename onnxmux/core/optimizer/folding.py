@@ -20,6 +20,7 @@ from onnxmux.core.optimizer.editing import (
     RANDOM_OPS,
     constant,
     has_subgraph,
+    is_constant,
     is_op,
     make_initializer,
     opset,
@@ -48,6 +49,7 @@ class ConstantFolding(Rule):
 
     def apply(self, graph: ir.Graph) -> int:
         """Fold every foldable node, in graph order; returns how many were folded."""
+        # Imported here: providers load on first use, not when onnxmux is imported.
         from onnxmux.providers.cpu import CPUExecutionProvider
 
         cpu = CPUExecutionProvider()
@@ -75,21 +77,18 @@ class ConstantFolding(Rule):
         if any(v.is_graph_output() for v in node.outputs):
             # Folding would hand every run the same initializer array as an output.
             return None
+        shape_only = node.op_type in SHAPE_ONLY and _is_default_domain(node)
         arrays: list[Any] = []
         for value in node.inputs:
-            if value is None:
-                arrays.append(None)
+            if value is None or is_constant(value):
+                arrays.append(value)
                 continue
-            array = constant(value)
-            if array is None and node.op_type in SHAPE_ONLY and _is_default_domain(node):
-                shape = static_shape(value)
-                if shape is not None and isinstance(value.type, ir.TensorType):
-                    # A zero-strided stand-in: the kernel reads only its shape.
-                    array = np.broadcast_to(np.zeros((), value.type.dtype.numpy()), shape)
-            if array is None:
+            shape = static_shape(value) if shape_only and isinstance(value.type, ir.TensorType) else None
+            if shape is None:
                 return None
-            arrays.append(array)
-        return arrays
+            # A zero-strided stand-in: the kernel reads only its shape.
+            arrays.append(np.broadcast_to(np.zeros((), value.type.dtype.numpy()), shape))
+        return [constant(a) if isinstance(a, ir.Value) else a for a in arrays]
 
     def _evaluate(
         self, graph: ir.Graph, node: ir.Node, inputs: list[Any], cpu: KernelProvider

@@ -7,6 +7,8 @@ import itertools
 import onnx
 import onnx_ir as ir
 
+from onnxmux.core.optimizer.editing import subgraphs
+
 #: Run onnx.checker on the serialized model only below this many initializer bytes (it copies them).
 CHECKER_BYTES_LIMIT = 64 * 1024 * 1024
 
@@ -31,7 +33,7 @@ def graph_problems(graph: ir.Graph, outer: frozenset[ir.Value] = frozenset()) ->
             names.add(value.name)
         defined.add(value)
 
-    for value in itertools.chain(graph.inputs, (v for v in graph.initializers.values() if v not in graph.inputs)):
+    for value in itertools.chain(graph.inputs, (v for v in graph.initializers.values() if not v.is_graph_input())):
         define(value, "graph input or initializer")
     for node in graph:
         label = f"node '{node.name}' ({node.op_type})"
@@ -75,15 +77,70 @@ def _nbytes(value: ir.Value) -> int:
     return tensor.nbytes if tensor is not None else 0
 
 
-def snapshot(graph: ir.Graph) -> ir.Graph:
-    """A copy of the graph sharing its tensors (which rules never modify in place)."""
+class Snapshot:
+    """A graph's structure as it was, to roll rewrites back in place.
+
+    It records, for the graph and its subgraphs, the node order, each node's inputs and
+    attributes, the graph inputs, outputs and initializers, and each value's name, type, shape
+    and constant; restoring rewires exactly that. It costs a few tuples per node instead of a
+    deep copy, and covers every edit the built-in rules make (they never resize a node's outputs
+    or modify a tensor in place). User rules, which may do anything, get a full clone instead.
+    """
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.graphs = []
+        self.nodes: dict[ir.Node, tuple[tuple, dict]] = {}
+        self.values: dict[ir.Value, tuple] = {}
+        for g in [graph, *subgraphs(graph)]:
+            nodes = list(g)
+            self.graphs.append((g, nodes, list(g.inputs), list(g.outputs), list(g.initializers.values())))
+            for value in itertools.chain(g.inputs, g.initializers.values()):
+                self._keep(value)
+            for node in nodes:
+                self.nodes[node] = (node.inputs, dict(node.attributes))
+                for value in node.outputs:
+                    self._keep(value)
+
+    def _keep(self, value: ir.Value) -> None:
+        self.values[value] = (value.name, value.type, value.shape, value.const_value)
+
+    def restore(self) -> None:
+        """Put every recorded graph back as it was; nodes and values added since are dropped."""
+        for g, *_ in self.graphs:
+            current = list(g)
+            for node in current:
+                for i in range(len(node.inputs)):
+                    node.replace_input_with(i, None)
+            g.remove(current, safe=False)
+            g.outputs.clear()
+            g.inputs.clear()
+            g.initializers.clear()
+        for value, (name, type_, shape, const) in self.values.items():
+            value.name, value.type, value.shape, value.const_value = name, type_, shape, const
+        for g, nodes, inputs, outputs, initializers in self.graphs:
+            g.inputs.extend(inputs)
+            for value in initializers:
+                g.register_initializer(value)
+            g.extend(nodes)
+            for node in nodes:
+                inputs_, attributes = self.nodes[node]
+                node.resize_inputs(len(inputs_))
+                for i, value in enumerate(inputs_):
+                    node.replace_input_with(i, value)
+                node.attributes.clear()
+                node.attributes.update(attributes)
+            g.outputs.extend(outputs)
+
+
+def clone_snapshot(graph: ir.Graph) -> ir.Graph:
+    """A full copy of the graph sharing its tensors (for rules that may edit anything)."""
     return graph.clone()
 
 
-def restore(graph: ir.Graph, saved: ir.Graph) -> None:
+def restore_clone(graph: ir.Graph, saved: ir.Graph) -> None:
     """Make ``graph`` hold ``saved``'s contents again, keeping the ``graph`` object itself.
 
-    Callers hold references to the model's graph, so a rollback moves the snapshot's nodes,
+    Callers hold references to the model's graph, so a rollback moves the copy's nodes,
     inputs, outputs and initializers into it instead of swapping graphs.
     """
     graph.remove(list(graph), safe=False)

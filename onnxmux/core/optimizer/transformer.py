@@ -23,12 +23,11 @@ from onnxmux.core.optimizer.editing import (
     dtype,
     is_op,
     make_initializer,
-    new_output,
     only_consumer,
     opset,
     other_input,
     rank,
-    replace_value,
+    replace_with_node,
     static_shape,
 )
 from onnxmux.core.optimizer.rules import PatternRule
@@ -84,13 +83,8 @@ class _GeluFusion(PatternRule):
     def rewrite(self, graph: ir.Graph, node: ir.Node, match: Any) -> None:
         """A Gelu of ``x`` replaces the pattern's last node (the rest becomes dead code)."""
         x, last = match
-        domain = _domain_for(graph, 20)
-        out = new_output(last.outputs[0], graph)
         attributes = [ir.AttrString("approximate", self.approximate)] if self.approximate != "none" else []
-        gelu = ir.Node(domain, "Gelu", [x], attributes=attributes, outputs=[out], name=f"{last.name}_gelu")
-        graph.insert_before(last, gelu)
-        replace_value(graph, last.outputs[0], out)
-        graph.remove(last, safe=True)
+        replace_with_node(graph, last, "Gelu", [x], attributes, domain=_domain_for(graph, 20))
 
 
 class FuseGelu(_GeluFusion):
@@ -106,7 +100,8 @@ class FuseGelu(_GeluFusion):
         if is_op(scaled, "Div") and close_to(scaled.inputs[1], SQRT2):
             x, k = scaled.inputs
         elif is_op(scaled, "Mul"):
-            x, k = next(((a, b) for a, b in (scaled.inputs, scaled.inputs[::-1]) if close_to(b, 1 / SQRT2)), (None, None))
+            orders = (scaled.inputs, scaled.inputs[::-1])
+            x, k = next(((a, b) for a, b in orders if close_to(b, 1 / SQRT2)), (None, None))
         else:
             return None
         if x is None or dtype(x) not in FLOAT_TYPES or only_consumer(scaled.outputs[0]) is not node:
@@ -288,12 +283,7 @@ class FuseLayerNormalization(PatternRule):
         attributes = [ir.AttrInt64("axis", -k), ir.AttrFloat32("epsilon", epsilon)]
         if x_type == ir.DataType.DOUBLE:
             attributes.append(ir.AttrInt64("stash_type", ir.DataType.DOUBLE.value))
-        domain = _domain_for(graph, 17)
-        out = new_output(last.outputs[0], graph)
-        fused = ir.Node(domain, "LayerNormalization", inputs, attributes=attributes, outputs=[out], name=f"{last.name}_layernorm")
-        graph.insert_before(last, fused)
-        replace_value(graph, last.outputs[0], out)
-        graph.remove(last, safe=True)
+        replace_with_node(graph, last, "LayerNormalization", inputs, attributes, domain=_domain_for(graph, 17))
 
 
 def _param(value: ir.Value | None, normalized: tuple[int, ...], x: ir.Value) -> np.ndarray | None:
@@ -322,7 +312,9 @@ class FuseSoftmax(PatternRule):
         div = next((n for n in readers if is_op(n, "Div")), None)
         if e.is_graph_output() or len(readers) != 2 or total is None or div is None:
             return None
-        if total.inputs[0] is not e or div.inputs != (e, total.outputs[0]) or only_consumer(total.outputs[0]) is not div:
+        if total.inputs[0] is not e or div.inputs != (e, total.outputs[0]):
+            return None
+        if only_consumer(total.outputs[0]) is not div:
             return None
         axes = _reduced_axes(total)
         if axes is None or len(axes) != 1:
@@ -340,11 +332,7 @@ class FuseSoftmax(PatternRule):
     def rewrite(self, graph: ir.Graph, node: ir.Node, match: Any) -> None:
         """A Softmax replaces the Div (the rest becomes dead code)."""
         x, axis, div = match
-        out = new_output(div.outputs[0], graph)
-        softmax = ir.Node("", "Softmax", [x], attributes=[ir.AttrInt64("axis", axis)], outputs=[out], name=f"{div.name}_softmax")
-        graph.insert_before(div, softmax)
-        replace_value(graph, div.outputs[0], out)
-        graph.remove(div, safe=True)
+        replace_with_node(graph, div, "Softmax", [x], [ir.AttrInt64("axis", axis)])
 
 
 def _unshifted(value: ir.Value, axes: list[int]) -> ir.Value:

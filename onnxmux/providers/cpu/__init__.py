@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+import onnx_ir as ir
+
 from onnxmux.core.context import NodeContext
 from onnxmux.core.provider import KernelProvider
 from onnxmux.core.registry import KernelDef
 from onnxmux.providers.cpu import ops
 from onnxmux.providers.cpu.functions import function_kernel
+from onnxmux.providers.cpu.fusion import fuse
 from onnxmux.providers.cpu.registry import REGISTRY
 
 
@@ -29,6 +32,10 @@ class CPUExecutionProvider(KernelProvider):
     aliases = ("cpu",)
     device = "cpu"
     registry = REGISTRY
+
+    def rewrite_partition(self, graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
+        """Fuse Conv/Gemm with activations and attention patterns into com.onnxmux kernels."""
+        return fuse(graph, nodes)
 
     def kernel_for(self, ctx: NodeContext) -> tuple[KernelDef | None, str | None]:
         """A registered kernel, else the operator's ONNX function body when its schema has one."""

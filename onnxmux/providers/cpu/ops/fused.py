@@ -1,0 +1,187 @@
+"""CPU kernels of onnxmux's own ``com.onnxmux`` domain: the nodes the graph optimizer fuses.
+
+* ``FusedConv``: Conv, plus an optional same-shaped ``Z`` added, plus an activation, the last
+  two applied in place on the Conv's freshly computed output.
+* ``FusedGemm``: Gemm (or, for inputs above 2-D, MatMul with a broadcast bias) plus an activation.
+* ``FusedAttention``: ``softmax(scale * Q @ Kᵀ + mask) @ V`` over the last axis, the softmax
+  computed in place on the scores (Kᵀ is given already transposed; mask is optional).
+* ``Gelu`` and ``LayerNormalization``: the ONNX operators, for models whose opset predates them.
+
+``activation`` names one of ``ACTIVATIONS``; ``activation_params`` holds its parameters
+(LeakyRelu: alpha; HardSigmoid: alpha, beta; Clip: min, max), as in onnxruntime's fused ops.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu.ops.conv import conv
+from onnxmux.providers.cpu.ops.normalization import layer_normalization
+from onnxmux.providers.cpu.ops.unary_math import erf
+from onnxmux.providers.cpu.registry import op
+
+DOMAIN = "com.onnxmux"
+#: An activation applied in place: ``apply(xp, y, params)`` overwrites ``y`` and returns it.
+Activation = Callable[[Any, Any, "list[float]"], Any]
+
+
+def _relu(xp: Any, y: Any, params: list[float]) -> Any:
+    return xp.maximum(y, 0, out=y)
+
+
+def _leaky_relu(xp: Any, y: Any, params: list[float]) -> Any:
+    negative = y < 0
+    y[negative] *= params[0]
+    return y
+
+
+def _sigmoid(xp: Any, y: Any, params: list[float]) -> Any:
+    with np.errstate(over="ignore"):
+        xp.negative(y, out=y)
+        xp.exp(y, out=y)
+    y += 1
+    return xp.reciprocal(y, out=y)
+
+
+def _tanh(xp: Any, y: Any, params: list[float]) -> Any:
+    return xp.tanh(y, out=y)
+
+
+def _clip(xp: Any, y: Any, params: list[float]) -> Any:
+    return xp.clip(y, params[0], params[1], out=y)
+
+
+def _hard_sigmoid(xp: Any, y: Any, params: list[float]) -> Any:
+    y *= params[0]
+    y += params[1]
+    return xp.clip(y, 0, 1, out=y)
+
+
+#: Activation name -> (in-place function, number of activation_params it needs).
+ACTIVATIONS: dict[str, tuple[Activation, int]] = {
+    "Relu": (_relu, 0),
+    "LeakyRelu": (_leaky_relu, 1),
+    "Sigmoid": (_sigmoid, 0),
+    "Tanh": (_tanh, 0),
+    "Clip": (_clip, 2),
+    "HardSigmoid": (_hard_sigmoid, 2),
+}
+
+
+def activation(ctx: NodeContext, xp: Any) -> Callable[[Any], Any]:
+    """The node's in-place activation as ``apply(y) -> y`` (identity when none is set)."""
+    name = ctx.attr("activation", "")
+    if not name:
+        return lambda y: y
+    if name not in ACTIVATIONS:
+        raise ctx.error(f"unsupported activation '{name}' (supported: {', '.join(ACTIVATIONS)})")
+    apply, count = ACTIVATIONS[name]
+    params = [float(p) for p in ctx.attr("activation_params", [])]
+    if len(params) != count:
+        raise ctx.error(f"activation '{name}' needs {count} activation_params, got {len(params)}")
+    return lambda y: apply(xp, y, params)
+
+
+@op("FusedConv", 1, domain=DOMAIN)
+def fused_conv(ctx: NodeContext, xp: Any):
+    """Conv(X, W, B), plus Z when given, then the activation, all on the Conv's own output buffer."""
+    convolve = conv(ctx, xp)
+    act = activation(ctx, xp)
+
+    def run(x, w, b=None, z=None):
+        y = convolve(x, w, b)
+        if z is not None:
+            y += z
+        return act(y)
+
+    return run
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype products run in: BLAS floats as they are, narrower floats as float32."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in (np.float32, np.float64) or dtype.kind in "iub" else np.dtype(np.float32)
+
+
+@op("FusedGemm", 1, domain=DOMAIN)
+def fused_gemm(ctx: NodeContext, xp: Any):
+    """``act(alpha * op(A) @ op(B) + beta * C)``; above 2-D, MatMul broadcasting (no transposes)."""
+    alpha = ctx.attr("alpha", 1.0)
+    beta = ctx.attr("beta", 1.0)
+    trans_a = ctx.attr("transA", 0)
+    trans_b = ctx.attr("transB", 0)
+    act = activation(ctx, xp)
+
+    def run(a, b, c=None):
+        if a.ndim == 2 and b.ndim == 2:
+            a, b = (a.T if trans_a else a), (b.T if trans_b else b)
+        elif trans_a or trans_b or a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"FusedGemm transposes need 2-D inputs, got {a.shape} and {b.shape}")
+        work = _compute_dtype(a.dtype)
+        y = xp.matmul(a.astype(work, copy=False), b.astype(work, copy=False))
+        if alpha != 1:
+            y *= alpha
+        if c is not None and beta != 0:
+            y += c * beta if beta != 1 else c
+        return act(y).astype(a.dtype, copy=False)
+
+    return run
+
+
+@op("FusedAttention", 1, domain=DOMAIN)
+def fused_attention(ctx: NodeContext, xp: Any):
+    """``softmax(scale * Q @ Kt + mask) @ V`` with one scores buffer, scaled and normalized in place."""
+    scale = ctx.attr("scale", 1.0)
+
+    def run(q, kt, v, mask=None):
+        work = _compute_dtype(q.dtype)
+        scores = xp.matmul(q.astype(work, copy=False), kt.astype(work, copy=False))
+        if scale != 1:
+            scores *= scale
+        if mask is not None:
+            scores += mask
+        scores -= scores.max(axis=-1, keepdims=True)
+        xp.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        return xp.matmul(scores, v.astype(work, copy=False)).astype(q.dtype, copy=False)
+
+    return run
+
+
+@op("Gelu", 1, domain=DOMAIN)
+def fused_gelu(ctx: NodeContext, xp: Any):
+    """ONNX Gelu (opset 20 semantics: erf, or ``approximate="tanh"``) for models whose opset predates
+    it, computed in place on one buffer (the fused pattern's five nodes each allocated their own)."""
+    approximate = ctx.attr("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise ctx.error(f"approximate must be 'none' or 'tanh', got '{approximate}'")
+    root_half = math.sqrt(0.5)
+    tanh_scale = math.sqrt(2 / math.pi)
+
+    def run(x):
+        work = _compute_dtype(x.dtype)
+        if approximate == "none":
+            y = erf(xp, xp.multiply(x, root_half, dtype=work))
+        else:
+            y = xp.multiply(x, x, dtype=work)
+            y *= x
+            y *= 0.044715
+            y += x
+            y *= tanh_scale
+            xp.tanh(y, out=y)
+        y += 1
+        y *= x
+        y *= 0.5
+        return y.astype(x.dtype, copy=False)
+
+    return run
+
+
+@op("LayerNormalization", 1, domain=DOMAIN)
+def fused_layer_normalization(ctx: NodeContext, xp: Any):
+    """ONNX LayerNormalization (opset 17 semantics) for models whose opset predates it."""
+    return layer_normalization(ctx, xp)
