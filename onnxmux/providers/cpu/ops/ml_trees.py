@@ -2,14 +2,16 @@
 TreeEnsembleClassifier (opsets 1 and 3).
 
 Every ensemble is flattened into one node table in which leaves are nodes that point to
-themselves. A (rows x trees) matrix of node indices starts at the roots and advances one
-level per step, for as many steps as the deepest tree has levels; the weights of the
-leaves reached are then summed per (row, target) through a dense (target, node) table, or
-with bincount (and ufunc.at for MIN/MAX) when there are many targets.
+themselves, then renumbered for traversal so that each branch's two children sit side by
+side. Every (row, tree) walk starts at its tree's root and steps down one level per pass;
+the walks that have reached a leaf are set aside in bulk as they accumulate. The weights of
+the leaves reached are then summed per (row, target) through a dense (target, node) table,
+or with bincount (and ufunc.at for MIN/MAX) when there are many targets.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -275,55 +277,140 @@ def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
     )
 
 
-def _comparison(forest: _Forest, xp: Any) -> Callable[[Any, Any], Any]:
-    """``compare(values, idx)``: whether each row takes the true branch at node ``idx``."""
-    threshold = forest.threshold
-    branch_modes = set(np.unique(forest.mode[forest.mode != _LEAF]).tolist())
-    if len(branch_modes) <= 1 and _MEMBER not in branch_modes:
+@dataclass(frozen=True)
+class _Slots:
+    """The forest renumbered for traversal, one slot per place a node occupies.
+
+    Slots 0 .. trees - 1 hold the roots, and the two children of a branch slot ``s`` are the
+    adjacent slots ``child[s]`` (false branch) and ``child[s] + 1`` (true branch), so a step
+    is ``child[s] + taken``. ``node[s]`` is the slot's node in the forest. The other arrays
+    are the forest's, per slot, except at leaves: a leaf slot is its own child, its
+    ``feature`` is -1 (the mark of a finished walk), its ``threshold`` NaN (every comparison
+    but BRANCH_NEQ's is false) and its ``nan_true`` False, so no step moves it.
+    """
+
+    node: np.ndarray
+    child: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    mode: np.ndarray
+    nan_true: np.ndarray
+    members: np.ndarray | None
+
+
+def _slots(forest: _Forest) -> _Slots:
+    """Lay the roots out first, then each branch node's (false, true) children side by side."""
+    is_leaf = forest.mode == _LEAF
+    branch = np.flatnonzero(~is_leaf)
+    n_roots = forest.roots.size
+    node = np.concatenate([forest.roots, forest.children.reshape(-1, 2)[branch].ravel()]).astype(np.intp)
+    first_child = np.zeros(is_leaf.size, dtype=np.intp)
+    first_child[branch] = n_roots + 2 * np.arange(branch.size)
+    leaf = is_leaf[node]
+    threshold = forest.threshold if forest.threshold.dtype.kind == "f" else forest.threshold.astype(np.float64)
+    return _Slots(
+        node=node,
+        child=np.where(leaf, np.arange(node.size), first_child[node]),
+        feature=np.where(leaf, -1, forest.feature[node]).astype(np.intp),
+        threshold=np.where(leaf, np.nan, threshold[node]).astype(threshold.dtype),
+        mode=forest.mode[node],
+        nan_true=forest.nan_true[node] & ~leaf,
+        members=None if forest.members is None else forest.members[node],
+    )
+
+
+def _comparison(slots: _Slots, xp: Any) -> Callable[[Any, Any], Any]:
+    """``compare(values, s)``: whether each walk takes the true branch at slot ``s``; false at leaves.
+
+    An ensemble whose branches all use one of the ordered comparisons or BRANCH_EQ (the
+    converters write only BRANCH_LEQ or BRANCH_LT) compares with that one ufunc, which the NaN
+    thresholds of leaves make false; mixed modes, BRANCH_NEQ and BRANCH_MEMBER choose per slot.
+    """
+    threshold = slots.threshold
+    branch_modes = set(np.unique(slots.mode[slots.mode != _LEAF]).tolist())
+    if len(branch_modes) <= 1 and not branch_modes & {_NEQ, _MEMBER}:
         ufunc = getattr(xp, _UFUNC_NAMES[branch_modes.pop() if branch_modes else _LEQ])
-        return lambda values, idx: ufunc(values, xp.take(threshold, idx))
+        return lambda values, s: ufunc(values, xp.take(threshold, s))
 
-    # LEQ = lt|eq, LT = lt, GTE = ~lt, GT = ~(lt|eq), EQ = eq, NEQ = ~eq; MEMBER uses none.
-    use_lt = np.isin(forest.mode, (_LEQ, _LT, _GTE, _GT))
-    use_eq = np.isin(forest.mode, (_LEQ, _GT, _EQ, _NEQ))
-    invert = np.isin(forest.mode, (_GTE, _GT, _NEQ))
-    members = forest.members
-    is_member = forest.mode == _MEMBER
+    # LEQ = lt|eq, LT = lt, GTE = ~lt, GT = ~(lt|eq), EQ = eq, NEQ = ~eq; MEMBER and LEAF use none.
+    use_lt = np.isin(slots.mode, (_LEQ, _LT, _GTE, _GT))
+    use_eq = np.isin(slots.mode, (_LEQ, _GT, _EQ, _NEQ))
+    invert = np.isin(slots.mode, (_GTE, _GT, _NEQ))
+    members = slots.members
+    is_member = slots.mode == _MEMBER
 
-    def compare(values, idx):
-        node_threshold = xp.take(threshold, idx)
-        taken = (values < node_threshold) & xp.take(use_lt, idx)
-        taken |= (values == node_threshold) & xp.take(use_eq, idx)
-        taken ^= xp.take(invert, idx)
+    def compare(values, s):
+        slot_threshold = xp.take(threshold, s)
+        taken = (values < slot_threshold) & xp.take(use_lt, s)
+        taken |= (values == slot_threshold) & xp.take(use_eq, s)
+        taken ^= xp.take(invert, s)
         if members is not None:
-            at_member = is_member[idx]
-            taken[at_member] = (members[idx[at_member]] == values[at_member][:, None]).any(axis=1)
+            at_member = is_member[s]
+            taken[at_member] = (members[s[at_member]] == values[at_member][:, None]).any(axis=1)
         return taken
 
     return compare
 
 
+# The traversal keeps its starting arrays for batches of up to this many (row, tree) walks.
+_CACHED_WALKS = 1 << 18
+
+
 def _traversal(forest: _Forest, xp: Any) -> Callable[[Any], Any]:
-    """``leaves(x)``: the (N, trees) leaf node that each row of x reaches in each tree."""
-    compare = _comparison(forest, xp)
-    children, feature, nan_true, roots = forest.children, forest.feature, forest.nan_true, forest.roots
-    n_used = int(feature.max()) + 1 if feature.size else 0
+    """``leaves(x)``: the (N, trees) leaf node that each row of x reaches in each tree.
+
+    Each (row, tree) walk is a slot, the offset of its row in the flattened x and its output
+    position, kept in flat arrays ordered tree by tree (nearby walks read nearby slots). All
+    walks step down one level per pass. Most end long before the deepest leaf (boosted trees
+    are lopsided), so once at most half of the walks left are still at a branch, the
+    finished ones are written out and dropped; compacting more often costs more than it saves.
+    """
+    slots = _slots(forest)
+    compare = _comparison(slots, xp)
+    n_trees = forest.roots.size
+    n_used = int(forest.feature.max()) + 1 if forest.feature.size else 0
+
+    def start(n: int, n_features: int) -> tuple[Any, Any, Any, Any]:
+        """Every walk's root slot, row offset, index of its root's feature in the flattened x
+        and flat (N, trees) output position, read-only."""
+        root = xp.repeat(xp.arange(n_trees), n)
+        row_start = xp.tile(xp.arange(n) * n_features, n_trees)
+        arrays = (
+            root,
+            row_start,
+            row_start + xp.take(slots.feature, root),
+            (xp.arange(n_trees)[:, None] + xp.arange(n) * n_trees).ravel(),
+        )
+        for a in arrays:
+            a.flags.writeable = False
+        return arrays
+
+    # Building them takes a few percent of a run: keep the last batch shape's, when not too big.
+    cached_start = functools.lru_cache(maxsize=1)(start)
 
     def leaves(x):
         n, n_features = x.shape
         if n_features < n_used:
             raise ValueError(f"the trees read feature {n_used - 1} but X has {n_features} features")
         flat = xp.ascontiguousarray(x).ravel()
-        row_start = (xp.arange(n) * n_features)[:, None]
-        idx = xp.broadcast_to(roots, (n, roots.size))
         has_nan = x.dtype.kind == "f" and bool(xp.isnan(flat).any())
-        for _ in range(forest.depth):
-            values = xp.take(flat, row_start + xp.take(feature, idx))
-            taken = compare(values, idx)
+        s, row_start, at, position = (cached_start if n * n_trees <= _CACHED_WALKS else start)(n, n_features)
+        reached = xp.empty(n * n_trees, dtype=np.intp)
+        while s.size:  # every walk is at a leaf after forest.depth steps
+            values = xp.take(flat, at)
+            taken = compare(values, s)
             if has_nan:
-                taken = xp.where(xp.isnan(values), xp.take(nan_true, idx), taken)
-            idx = xp.take(children, 2 * idx + taken)
-        return idx
+                taken = xp.where(xp.isnan(values), xp.take(slots.nan_true, s), taken)
+            s = xp.take(slots.child, s)
+            s += taken
+            feature = xp.take(slots.feature, s)
+            at_branch = feature >= 0
+            if xp.count_nonzero(at_branch) <= s.size // 2:
+                reached[position] = s
+                keep = xp.flatnonzero(at_branch)
+                s, feature, row_start, position = (xp.take(a, keep) for a in (s, feature, row_start, position))
+            at = row_start + feature  # a leaf's -1 reads a valid, unused value
+        return xp.take(slots.node, reached).reshape(n, n_trees)
 
     return leaves
 
@@ -333,16 +420,30 @@ _DENSE_TARGETS = 32
 
 
 def _node_table(forest: _Forest, n_targets: int, values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``total(leaves)``: (N, n_targets) sums over the trees of ``values`` (one per leaf weight)."""
-    table = np.zeros((n_targets, forest.count.size))
+    """``total(leaves)``: (N, n_targets) sums over the trees of ``values`` (one per leaf weight).
+
+    Only the targets that some leaf weighs are summed (a binary classifier's trees often vote
+    for one class); the others are 0.
+    """
+    used, target = np.unique(forest.target, return_inverse=True)
+    table = np.zeros((used.size, forest.count.size))
     owner = np.repeat(np.arange(forest.count.size), forest.count)
-    np.add.at(table, (forest.target, owner), values)
-    # Gathering along the node axis of a (target, node) table is much faster than gathering rows.
-    return lambda leaves: np.take(table, leaves, axis=1).sum(axis=2).T
+    np.add.at(table, (target, owner), values)
+
+    def total(leaves):
+        # Gathering along the node axis of a (target, node) table is much faster than gathering rows.
+        sums = np.take(table, leaves, axis=1).sum(axis=2).T
+        if used.size == n_targets:
+            return sums
+        out = np.zeros((leaves.shape[0], n_targets))
+        out[:, used] = sums
+        return out
+
+    return total
 
 
 def _contributions(forest: _Forest, leaves: np.ndarray, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every weight of every leaf reached: its flat (row, target) slot and its weight index."""
+    """Every weight of every leaf reached: its flat (row, target) cell and its weight index."""
     n_rows, n_trees = leaves.shape
     flat = leaves.ravel()
     counts = forest.count[flat]
@@ -366,27 +467,58 @@ def _aggregation(forest: _Forest, n_targets: int, how: str) -> Callable[[np.ndar
 
     def aggregate(leaves):
         size = leaves.shape[0] * n_targets
-        slots, k = _contributions(forest, leaves, n_targets)
+        cells, k = _contributions(forest, leaves, n_targets)
         if ufunc is None:
-            total = np.bincount(slots, weights=forest.weight[k], minlength=size) / divisor
+            total = np.bincount(cells, weights=forest.weight[k], minlength=size) / divisor
         else:
             total = np.full(size, start)
-            ufunc.at(total, slots, forest.weight[k])
-            total[np.bincount(slots, minlength=size) == 0] = 0.0
+            ufunc.at(total, cells, forest.weight[k])
+            total[np.bincount(cells, minlength=size) == 0] = 0.0
         return total.reshape(-1, n_targets)
 
     return aggregate
 
 
+def _same_reach(forest: _Forest, n_targets: int) -> np.ndarray | None:
+    """The (n_targets,) mask of the targets that the reached leaves weigh, when it is the same
+    for every row: when in each tree all the leaves weigh the same set of targets (LightGBM's
+    one-class trees, scikit-learn's forests). None when it depends on the row."""
+    if n_targets > _DENSE_TARGETS:
+        return None
+    owner = np.repeat(np.arange(forest.count.size), forest.count)
+    mask = np.zeros(forest.count.size, dtype=np.int64)
+    np.bitwise_or.at(mask, owner, np.left_shift(1, forest.target))
+    # Walk down from the roots, each distinct (tree, node) once, and gather the masks of each
+    # tree's leaves: the tree's leaves weigh the same targets when their union is their intersection.
+    is_leaf = forest.mode == _LEAF
+    n_nodes = is_leaf.size
+    union = np.zeros(forest.roots.size, dtype=np.int64)
+    intersection = np.full(forest.roots.size, -1, dtype=np.int64)
+    tree, node = np.arange(forest.roots.size), forest.roots
+    while node.size:
+        at_leaf = is_leaf[node]
+        np.bitwise_or.at(union, tree[at_leaf], mask[node[at_leaf]])
+        np.bitwise_and.at(intersection, tree[at_leaf], mask[node[at_leaf]])
+        below = forest.children.reshape(-1, 2)[node[~at_leaf]].ravel()
+        tree, node = np.divmod(np.unique(np.repeat(tree[~at_leaf], 2) * n_nodes + below), n_nodes)
+    if not np.array_equal(union, intersection):
+        return None
+    return ((np.bitwise_or.reduce(union) >> np.arange(n_targets)) & 1).astype(bool)
+
+
 def _reached(forest: _Forest, n_targets: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``reached(leaves)``: (N, n_targets) whether any reached leaf weighs each target."""
+    """``reached(leaves)``: whether any reached leaf weighs each target, (N, n_targets), or
+    (n_targets,) when that is the same for every row."""
+    same = _same_reach(forest, n_targets)
+    if same is not None:
+        return lambda leaves: same
     if n_targets <= _DENSE_TARGETS:
         count = _node_table(forest, n_targets, np.ones(forest.weight.size))
         return lambda leaves: count(leaves) > 0
 
     def reached(leaves):
-        slots, _ = _contributions(forest, leaves, n_targets)
-        return (np.bincount(slots, minlength=leaves.shape[0] * n_targets) > 0).reshape(-1, n_targets)
+        cells, _ = _contributions(forest, leaves, n_targets)
+        return (np.bincount(cells, minlength=leaves.shape[0] * n_targets) > 0).reshape(-1, n_targets)
 
     return reached
 
