@@ -173,11 +173,38 @@ def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
 
 
 def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Add inferred types and shapes; a model the inference rejects is kept as it is."""
+    """Add inferred types and shapes; a model the inference rejects is kept as it is.
+
+    Inference runs on a copy whose large initializers are declared as typed graph inputs
+    instead, so the weights are not serialized again for onnx's C++ inference; the inferred
+    value infos are then copied onto the model.
+    """
+    light = onnx.ModelProto(ir_version=proto.ir_version)
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    graph = light.graph
+    for field in ("node", "input", "output", "value_info"):
+        getattr(graph, field).extend(getattr(proto.graph, field))
+    inputs = {i.name for i in graph.input}
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:
+            graph.initializer.append(tensor)
+        elif tensor.name not in inputs:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
     try:
-        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # inference is best effort: kernels also work without static shapes
         return proto
+    known = {v.name for v in proto.graph.value_info}
+    proto.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in known)
+    for output, found in zip(proto.graph.output, inferred.graph.output):
+        if not output.type.HasField("tensor_type") or not output.type.tensor_type.HasField("shape"):
+            output.type.CopyFrom(found.type)
+    return proto
+
+
+#: Initializers up to this many elements stay in the copy shape inference sees (it may read their values).
+_INFER_INLINE_ELEMENTS = 1024
 
 
 def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -11,7 +11,7 @@ import numpy as np
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
-from onnxmux.core.loader import LoadedModel, ModelSource, load
+from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions

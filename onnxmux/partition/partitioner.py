@@ -12,7 +12,7 @@ import heapq
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import onnx_ir as ir
 

@@ -45,7 +45,7 @@ def extract(
         "subgraph",
         [ir.serde.serialize_value(v) for v in feeds],
         [ir.serde.serialize_value(v) for v in outputs],
-        [ir.serde.serialize_tensor(v.const_value) for v in initializers],
+        [_initializer_proto(v) for v in initializers],
         value_info=[ir.serde.serialize_value(v) for v in produced if v.type is not None],
     )
     model = onnx.helper.make_model(
@@ -55,3 +55,17 @@ def extract(
     )
     model.ir_version = min(model.ir_version, onnx.IR_VERSION)
     return Subgraph(model, [v.name for v in feeds], [v.name for v in outputs], list(nodes))
+
+
+def _initializer_proto(value: ir.Value) -> onnx.TensorProto:
+    """An initializer as a self-contained TensorProto named after its value.
+
+    External data is read in, since the subgraph model is handed over as bytes with no folder
+    to resolve file references against.
+    """
+    tensor = value.const_value
+    if isinstance(tensor, ir.ExternalTensor):
+        tensor = ir.Tensor(tensor.numpy(), name=value.name)
+    proto = ir.serde.serialize_tensor(tensor)
+    proto.name = value.name
+    return proto

@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from onnxmux.core.types import numpy_dtype
 from onnxmux.providers.cpu.registry import op
