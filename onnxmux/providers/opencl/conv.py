@@ -1,0 +1,206 @@
+"""Conv (1-D, 2-D and 3-D; groups, pads, auto_pad, strides, dilations) as im2col + the tiled
+GEMM of ``matmul``, and the sliding-window geometry the pooling kernels share.
+
+Spatial dims are handled as three (missing leading ones are size 1), so one kernel serves every
+spatial rank. im2col writes the column matrix ``(images, groups, C/g · kernel, out positions)``
+in chunks of images, and one batched GEMM per chunk multiplies each group's weights with it,
+adding the bias in the GEMM's epilogue, straight into the NCHW output. A 1×1, stride-1,
+unpadded convolution skips im2col: the input already is the column matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from onnxmux.core.context import NodeContext
+from onnxmux.providers.opencl.common import (
+    LOCAL_SIZE,
+    MOVE_TYPES,
+    all_of,
+    floats,
+    global_size,
+    op,
+    pack,
+    same_types,
+)
+from onnxmux.providers.opencl.matmul import Gemm
+
+#: Spatial dims the window kernels handle.
+SPATIAL = 3
+#: Elements of one im2col chunk at most (chunks hold whole images; one image may exceed it).
+COLUMN_LIMIT = 2**25
+
+_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+_IM2COL = """
+typedef struct {
+    int channels; int group_channels; int groups;
+    int in[3]; int out[3]; int taps[3]; int stride[3]; int pad[3]; int dilation[3];
+} window;
+
+__kernel void im2col(__global E* col, __global const E* x, const window w, const int x_offset, const int n) {
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    const int positions = w.out[0] * w.out[1] * w.out[2];
+    const int rows = w.group_channels * w.taps[0] * w.taps[1] * w.taps[2];
+    int p = i % positions;
+    int rest = i / positions;
+    int r = rest % rows;
+    rest /= rows;
+    const int g = rest % w.groups;
+    const int image = rest / w.groups;
+    const int ow = p % w.out[2]; p /= w.out[2];
+    const int oh = p % w.out[1];
+    const int od = p / w.out[1];
+    const int kw = r % w.taps[2]; r /= w.taps[2];
+    const int kh = r % w.taps[1]; r /= w.taps[1];
+    const int kd = r % w.taps[0];
+    const int ch = r / w.taps[0];
+    const int id = od * w.stride[0] - w.pad[0] + kd * w.dilation[0];
+    const int ih = oh * w.stride[1] - w.pad[1] + kh * w.dilation[1];
+    const int iw = ow * w.stride[2] - w.pad[2] + kw * w.dilation[2];
+    E v = 0;
+    if (id >= 0 && id < w.in[0] && ih >= 0 && ih < w.in[1] && iw >= 0 && iw < w.in[2]) {
+        const int plane = image * w.channels + g * w.group_channels + ch;
+        v = x[x_offset + ((plane * w.in[0] + id) * w.in[1] + ih) * w.in[2] + iw];
+    }
+    col[i] = v;
+}
+"""
+
+
+@dataclass(frozen=True)
+class WindowAttrs:
+    """kernel_shape, strides, dilations, pads and auto_pad of a conv or pool node (None: default)."""
+
+    kernel: tuple[int, ...] | None
+    strides: tuple[int, ...] | None
+    dilations: tuple[int, ...] | None
+    pads: tuple[int, ...] | None
+    auto_pad: str
+
+    @classmethod
+    def of(cls, ctx: NodeContext) -> WindowAttrs:
+        """Parse and validate the node's window attributes."""
+        auto_pad = ctx.attr("auto_pad", "NOTSET")
+        if auto_pad not in _AUTO_PADS:
+            raise ctx.error(f"unknown auto_pad '{auto_pad}'")
+        values = {}
+        for name in ("kernel_shape", "strides", "dilations", "pads"):
+            given = ctx.attr(name, None)
+            values[name] = None if given is None else tuple(int(v) for v in given)
+        for name in ("kernel_shape", "strides", "dilations"):
+            if values[name] is not None and min(values[name], default=1) < 1:
+                raise ctx.error(f"'{name}' must be positive, got {list(values[name])}")
+        if values["pads"] is not None and (len(values["pads"]) % 2 or min(values["pads"], default=0) < 0):
+            raise ctx.error(f"'pads' must hold a non-negative begin and end per axis, got {list(values['pads'])}")
+        return cls(values["kernel_shape"], values["strides"], values["dilations"], values["pads"], auto_pad)
+
+    def window(self, spatial: Sequence[int], kernel: Sequence[int] | None = None, ceil_mode: bool = False) -> Window:
+        """The window geometry over an input of this spatial shape (``kernel`` overrides kernel_shape)."""
+        kernel = tuple(kernel if kernel is not None else self.kernel or ())
+        rank = len(spatial)
+        strides = self.strides or (1,) * rank
+        dilations = self.dilations or (1,) * rank
+        if not len(kernel) == len(strides) == len(dilations) == rank:
+            raise ValueError(f"window attributes do not match the input's {rank} spatial dims")
+        spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+        if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = [-(-n // s) for n, s in zip(spatial, strides)]
+            total = [max(0, (o - 1) * s + e - n) for o, s, e, n in zip(out, strides, spans, spatial)]
+            small = [t // 2 for t in total]
+            large = [t - t // 2 for t in total]
+            begin, end = (small, large) if self.auto_pad == "SAME_UPPER" else (large, small)
+        else:
+            pads = self.pads if self.pads and self.auto_pad == "NOTSET" else (0,) * (2 * rank)
+            if len(pads) != 2 * rank:
+                raise ValueError(f"pads {list(pads)} do not match the input's {rank} spatial dims")
+            begin, end = list(pads[:rank]), list(pads[rank:])
+            rounding = math.ceil if ceil_mode and self.auto_pad == "NOTSET" else math.floor
+            out = [rounding((n + b + f - e) / s) + 1 for n, b, f, e, s in zip(spatial, begin, end, spans, strides)]
+            # A ceil-mode window may not start in the end padding.
+            out = [o - 1 if (o - 1) * s >= n + b else o for o, s, n, b in zip(out, strides, spatial, begin)]
+        if any(o <= 0 for o in out):
+            raise ValueError(f"input spatial shape {tuple(spatial)} is too small for the window")
+        return Window(tuple(spatial), kernel, tuple(strides), tuple(dilations), tuple(begin), tuple(end), tuple(out))
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where the windows over one spatial input lie, per spatial dim."""
+
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
+    out: tuple[int, ...]
+
+    def padded(self, name: str) -> tuple[int, ...]:
+        """Field ``name`` extended to three spatial dims (leading dims of size 1, no pads)."""
+        values = getattr(self, name)
+        fill = 0 if name in ("begin", "end") else 1
+        return (fill,) * (SPATIAL - len(values)) + tuple(values)
+
+
+def spatial_rank(ctx: NodeContext) -> str | None:
+    """A check that input 0 has a known rank of 3 to 5 (N, C and one to three spatial dims)."""
+    shape = ctx.inputs[0].shape if ctx.inputs[0] is not None else None
+    if shape is None or not 3 <= len(shape) <= 2 + SPATIAL:
+        return f"the OpenCL window kernels take 1 to {SPATIAL} spatial dims of a known rank"
+    return None
+
+
+@op("Conv", 1, supports=all_of(floats, spatial_rank, same_types()))
+def conv(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
+    """Grouped, strided, dilated, padded convolution with an optional bias."""
+    attrs = WindowAttrs.of(ctx)
+    group = int(ctx.attr("group", 1))
+    if group < 1:
+        raise ctx.error(f"'group' must be positive, got {group}")
+    dtype = np.dtype(ctx.inputs[0].dtype)
+    gemm = Gemm(xp, dtype)
+    im2col = xp.kernel(f"#define E {MOVE_TYPES[dtype.itemsize]}\n{_IM2COL}", "im2col")
+
+    def run(x: Any, w: Any, b: Any = None) -> Any:
+        images, channels = x.shape[:2]
+        maps = w.shape[0]
+        if w.ndim != x.ndim or channels != w.shape[1] * group or maps % group:
+            raise ValueError(f"input {x.shape} and weights {w.shape} do not fit group={group}")
+        if b is not None and b.shape != (maps,):
+            raise ValueError(f"bias of shape {b.shape} for {maps} output channels")
+        win = attrs.window(x.shape[2:], w.shape[2:])
+        out = xp.empty((images, maps, *win.out), x.dtype)
+        positions = math.prod(win.out)
+        rows = w.shape[1] * math.prod(win.kernel)
+        per_group = maps // group
+        plane = math.prod(win.spatial)
+        weights = {"a_batch": (0, per_group * rows), "c": b, "c_strides": (1, 0), "c_batch": (0, per_group)}
+        if out.size == 0:
+            return out
+        if all(k == 1 for k in win.kernel) and all(s == 1 for s in win.strides) and not any(win.begin + win.end):
+            gemm(out, w, x, per_group, positions, rows, (rows, 1), (positions, 1), (images, group),
+                 b_batch=(channels * plane, w.shape[1] * plane), **weights)
+            return out
+        chunk = max(1, COLUMN_LIMIT // (group * rows * positions))
+        col = xp.empty((min(chunk, images), group, rows, positions), x.dtype)
+        geometry = pack(
+            channels, w.shape[1], group,
+            win.padded("spatial"), win.padded("out"), win.padded("kernel"),
+            win.padded("strides"), win.padded("begin"), win.padded("dilations"), width=SPATIAL,
+        )
+        for start in range(0, images, chunk):
+            count = min(chunk, images - start)
+            size = count * group * rows * positions
+            im2col(global_size(size), (LOCAL_SIZE,), col, x, geometry, start * channels * plane, size)
+            gemm(out, w, col, per_group, positions, rows, (rows, 1), (positions, 1), (count, group),
+                 b_batch=(group * rows * positions, rows * positions), offsets=(0, 0, 0, start * maps * positions),
+                 **weights)
+        return out
+
+    return run
