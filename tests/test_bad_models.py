@@ -60,3 +60,17 @@ def test_low_precision_types_cross_the_api_as_ml_dtypes(elem: int, dtype) -> Non
     np.testing.assert_array_equal(y.astype(np.float32), x.astype(np.float32))
     with pytest.raises(onnxmux.InvalidArgument, match="input 'x'"):
         session.run(None, {"x": x.astype(np.float32)})
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_conv_on_an_empty_batch(kernel: int) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor("w", TensorProto.FLOAT, [2, 3, kernel, kernel], [1.0] * (18 * kernel * kernel))],
+    )
+    session = onnxmux.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    (y,) = session.run(None, {"x": np.zeros((0, 3, 5, 5), np.float32)})
+    assert y.shape == (0, 2, 6 - kernel, 6 - kernel)

@@ -168,14 +168,15 @@ def conv(ctx: NodeContext, xp: Any):
         pointwise = all(k == 1 and s == 1 for k, s in zip(layout.kernel, layout.strides))
         if pointwise and not any(layout.begin + layout.end):
             # A 1x1, stride-1, unpadded kernel: the input already is the column matrix.
-            cols = x.reshape(n, group, c // group, -1)
+            cols = x.reshape(n, group, c // group, math.prod(x.shape[2:]))
         else:
             windows = sliding_windows(xp, x, layout)
             rank = len(layout.kernel)
             # (N, C, out..., kernel...) -> (N, C, kernel..., out...) -> (N, g, C/g * K, P)
             order = (0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
-            cols = windows.transpose(order).reshape(n, group, -1, math.prod(layout.out))
-        y = _grouped_gemm(xp, w.reshape(group, m // group, -1), cols)
+            columns = c // group * math.prod(layout.kernel)
+            cols = windows.transpose(order).reshape(n, group, columns, math.prod(layout.out))
+        y = _grouped_gemm(xp, w.reshape(group, m // group, math.prod(w.shape[1:])), cols)
         y = y.reshape(n, m, *layout.out).astype(x.dtype, copy=False)
         return _add_bias(y, b)
 
@@ -345,7 +346,7 @@ def deform_conv(ctx: NodeContext, xp: Any):
         if mask is not None:
             samples = samples * mask.astype(dtype, copy=False).reshape(n, offset_group, 1, -1)
         cols = samples.reshape(n, group, -1, math.prod(layout.out))
-        y = _grouped_gemm(xp, w.reshape(group, m // group, -1), cols)
+        y = _grouped_gemm(xp, w.reshape(group, m // group, math.prod(w.shape[1:])), cols)
         y = y.reshape(n, m, *layout.out).astype(x.dtype, copy=False)
         return _add_bias(y, b)
 
