@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import torch
 
 EXPORTERS = ("dynamo", "legacy")
+#: The legacy exporter without constant folding: BatchNormalization stays a node of its own.
+UNFOLDED = "legacy-unfolded"
 DYNAMO_OPSET = 18
 LEGACY_OPSET = 17
 
@@ -285,6 +287,7 @@ def _export(
                 args,
                 str(path),
                 dynamo=False,
+                do_constant_folding=exporter != UNFOLDED,
                 opset_version=LEGACY_OPSET,
                 input_names=input_names,
                 output_names=output_names,
@@ -299,8 +302,8 @@ def _cached(name: str, exporter: str, export: Callable[[Path], None]) -> Path:
     place, the ``.onnx`` last, so an interrupted export never leaves a model that looks complete.
     The external-data file keeps the name the model refers to (``<name>.onnx.data``).
     """
-    if exporter not in EXPORTERS:
-        raise ValueError(f"unknown exporter {exporter!r}; expected one of {', '.join(EXPORTERS)}")
+    if exporter not in (*EXPORTERS, UNFOLDED):
+        raise ValueError(f"unknown exporter {exporter!r}; expected one of {', '.join((*EXPORTERS, UNFOLDED))}")
     folder = cache_dir()
     target = folder / f"{name}.onnx"
     if target.exists():
