@@ -10,16 +10,15 @@ the script interleaves them (onnxmux, onnxruntime, onnxmux, ...) for ``--rounds`
 that drift in machine load affects both alike, and reports each runtime's median latency and
 the ratio onnxmux / onnxruntime (above 1: onnxmux is slower). It makes no assertions.
 
-Fairness of threading: ``--threads N`` (default 1) is applied to both runtimes.
+Threads: both runtimes get the same intra-op thread count, ``--threads N`` (default 1), through
+``benchmarks/common.py``'s sessions.
 
 * onnxruntime gets ``intra_op_num_threads = N``, ``inter_op_num_threads = 1``, sequential
   execution, and ``session.intra_op.allow_spinning = 0`` so its idle workers do not spin on
   cores while onnxmux's turn runs. Its graph optimizations stay at the default (all), since
   that is how it is deployed.
-* onnxmux's CPU kernels are NumPy, whose BLAS/OpenMP pools size themselves from
-  ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` when NumPy is first
-  imported. The script therefore sets all three to N before importing NumPy (overriding values
-  from the environment), and also passes N as onnxmux's ``intra_op_num_threads``.
+* onnxmux gets ``intra_op_num_threads = N``, which also caps the BLAS pool of NumPy (that its
+  CPU kernels run on) at N threads when the session is created.
 
 Use ``--threads`` above 1 only on otherwise idle cores: OpenBLAS hands every GEMM to its
 worker threads, and when those are descheduled by other load a small GEMM can take a thousand
@@ -31,9 +30,35 @@ Models are exported on first use by ``benchmarks/models.py`` (needs torch) and c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from rich.table import Table
+
+import onnxmux
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import models  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_failed_row,
+    add_timings,
+    error_text,
+    input_shape,
+    interleaved_times,
+    known_names,
+    make_feeds,
+    onnxmux_session,
+    onnxruntime_session,
+    print_results,
+    results_table,
+    rounds_text,
+    runtime_runners,
+    versions,
+    write_json,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,113 +75,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-ARGS = parse_args() if __name__ == "__main__" else None
-if ARGS is not None:
-    if "numpy" in sys.modules:
-        print("warning: numpy was imported before the thread count was set", file=sys.stderr)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
-
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
-
-import numpy as np  # noqa: E402
-import onnxruntime  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-import onnxmux  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import models  # noqa: E402
-
-
-def make_feeds(model: str, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random inputs; for BERT the last row of the batch is half padding."""
-    rng = np.random.default_rng(seed)
-    if model == "resnet18":
-        return {"input": rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)}
-    lengths = np.linspace(seq, seq // 2, batch).astype(np.int64) if batch > 1 else np.array([seq])
-    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
-    input_ids = rng.integers(0, models.BERT_VOCAB, (batch, seq), dtype=np.int64)
-    return {"input_ids": input_ids, "attention_mask": mask}
-
-
-def onnxruntime_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
-    """An onnxruntime CPU session limited to ``threads`` intra-op threads, no spinning."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnxmux_session(path: Path, threads: int) -> onnxmux.InferenceSession:
-    """An onnxmux CPU session (NumPy's thread pools were sized from the environment)."""
-    options = onnxmux.SessionOptions()
-    options.intra_op_num_threads = threads
-    return onnxmux.InferenceSession(str(path), options, providers=["cpu"])
-
-
-def interleaved_times(
-    runners: dict[str, Callable[[], Any]], warmup: int, rounds: int
-) -> dict[str, list[float]]:
-    """Per runner, ``rounds`` wall times in seconds, taken in turn after ``warmup`` untimed runs."""
-    for run in runners.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Benchmark one model; the result records medians in ms, or why onnxmux could not run it."""
     path = models.MODELS[name](args.exporter)
     feeds = make_feeds(name, args.batch, args.seq)
-    shape = "x".join(str(d) for d in next(iter(feeds.values())).shape)
-    result: dict[str, Any] = {"model": name, "exporter": args.exporter, "input_shape": shape}
+    result: dict[str, Any] = {"model": name, "exporter": args.exporter, "input_shape": input_shape(feeds)}
     reference = onnxruntime_session(path, args.threads)
     try:
         session = onnxmux_session(path, args.threads)
         session.run(None, feeds)
     except onnxmux.OnnxMuxError as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = error_text(exc)
         return result
-    times = interleaved_times(
-        {
-            "onnxmux": lambda: session.run(None, feeds),
-            "onnxruntime": lambda: reference.run(None, feeds),
-        },
-        args.warmup,
-        args.rounds,
-    )
-    for runtime, samples in times.items():
-        result[f"{runtime}_median_ms"] = statistics.median(samples) * 1e3
-        result[f"{runtime}_min_ms"] = min(samples) * 1e3
-    result["ratio"] = result["onnxmux_median_ms"] / result["onnxruntime_median_ms"]
+    times = interleaved_times(runtime_runners(session, reference, feeds), args.warmup, args.rounds)
+    add_timings(result, times, ("onnxmux", "onnxruntime"))
     return result
 
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     """The results as a rich table."""
-    table = Table(
-        title=f"onnxmux vs onnxruntime (CPU, {args.threads} thread(s), "
-        f"{args.rounds} interleaved rounds after {args.warmup} warm-up)"
+    table = results_table(
+        f"onnxmux vs onnxruntime (CPU, {args.threads} thread(s), {rounds_text(args.warmup, args.rounds)})",
+        ("model", "exporter", "input", "onnxmux median ms", "onnxruntime median ms", "ratio"),
+        left=3,
     )
-    for column in ("model", "exporter", "input", "onnxmux median ms", "onnxruntime median ms", "ratio"):
-        table.add_column(column, justify="left" if column in ("model", "exporter", "input") else "right")
     for r in results:
         cells = [r["model"], r["exporter"], r["input_shape"]]
         if "error" in r:
-            table.add_row(*cells, "[red]failed[/red]", "", "")
+            add_failed_row(table, cells)
         else:
             table.add_row(
                 *cells,
@@ -169,21 +115,11 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
 
 def main(args: argparse.Namespace) -> None:
     """Run the benchmark for each requested model and print (and optionally save) the table."""
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in models.MODELS]
-    if unknown:
-        raise SystemExit(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(models.MODELS)}")
-    results = [bench_model(name, args) for name in names]
-    console = Console()
-    console.print(render(results, args))
-    for r in results:
-        if "error" in r:
-            console.print(f"[red]{r['model']}: onnxmux failed: {r['error']}[/red]", highlight=False)
-    if args.json:
-        config = {k: getattr(args, k) for k in ("exporter", "rounds", "warmup", "batch", "seq", "threads")}
-        versions = {"onnxmux": onnxmux.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
-        args.json.write_text(json.dumps({"config": config, "versions": versions, "results": results}, indent=2))
+    results = [bench_model(name, args) for name in known_names(args.models, models.MODELS)]
+    print_results(render(results, args), results)
+    config_keys = ("exporter", "rounds", "warmup", "batch", "seq", "threads")
+    write_json(args, config_keys, versions(onnxmux, onnxruntime, np), results=results)
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    main(parse_args())

@@ -12,11 +12,11 @@ for ``--rounds`` rounds (so drift in machine load affects both alike) and report
 median latency, the ratio OpenCL / CPU (above 1: OpenCL is slower), how many nodes ran on
 OpenCL, the copies per run, and the largest difference between the two outputs.
 
-Threads: ``--threads N`` (default 1) limits both sides to N cores. NumPy's BLAS pools read
-``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` when NumPy is first
-imported, and PoCL's CPU device reads ``POCL_MAX_PTHREAD_COUNT`` (PoCL < 4) or
-``POCL_CPU_MAX_CU_COUNT`` when its platform loads, so the script sets all of them before
-importing either. A GPU is not limited by them.
+Threads: ``--threads N`` (default 1) limits both sides to N cores: both sessions get the same
+intra-op thread count, ``intra_op_num_threads = N`` (through ``benchmarks/common.py``), which
+caps NumPy's BLAS pool at N threads; and PoCL's CPU device, which reads
+``POCL_MAX_PTHREAD_COUNT`` (PoCL < 4) or ``POCL_CPU_MAX_CU_COUNT`` when its platform loads, gets
+both set to N before the script first asks for an OpenCL platform. A GPU is not limited by them.
 
 Models are exported on first use by ``benchmarks/models.py`` (needs torch) and cached.
 """
@@ -27,6 +27,32 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+import onnxmux
+from onnxmux.providers.opencl import OpenCLExecutionProvider
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import models  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_failed_row,
+    add_timings,
+    error_text,
+    input_shape,
+    interleaved_times,
+    known_names,
+    make_feeds,
+    onnxmux_session,
+    print_results,
+    results_table,
+    rounds_text,
+    write_json,
+)
+
+OPENCL = "OpenCLExecutionProvider"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,29 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-ARGS = parse_args() if __name__ == "__main__" else None
-if ARGS is not None:
-    if "numpy" in sys.modules:
-        print("warning: numpy was imported before the thread count was set", file=sys.stderr)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POCL_MAX_PTHREAD_COUNT", "POCL_CPU_MAX_CU_COUNT"):
-        os.environ[var] = str(ARGS.threads)
-
-import json  # noqa: E402
-import statistics  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-import onnxmux  # noqa: E402
-from onnxmux.providers.opencl import OpenCLExecutionProvider  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import models  # noqa: E402
-from benchmarks.bench_models import interleaved_times, make_feeds  # noqa: E402
-
-OPENCL = "OpenCLExecutionProvider"
+def limit_pocl_threads(threads: int) -> None:
+    """Let PoCL's CPU device use ``threads`` cores; takes effect only before its platform loads."""
+    for var in ("POCL_MAX_PTHREAD_COUNT", "POCL_CPU_MAX_CU_COUNT"):
+        os.environ[var] = str(threads)
 
 
 def opencl_options(args: argparse.Namespace) -> dict[str, str]:
@@ -77,19 +84,16 @@ def opencl_options(args: argparse.Namespace) -> dict[str, str]:
 
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Benchmark one model; the result records medians in ms and where the nodes ran."""
-    path = str(models.MODELS[name](args.exporter))
+    path = models.MODELS[name](args.exporter)
     feeds = make_feeds(name, args.batch, args.seq)
-    shape = "x".join(str(d) for d in next(iter(feeds.values())).shape)
-    result: dict[str, Any] = {"model": name, "exporter": args.exporter, "input_shape": shape}
-    options = onnxmux.SessionOptions()
-    options.intra_op_num_threads = args.threads
+    result: dict[str, Any] = {"model": name, "exporter": args.exporter, "input_shape": input_shape(feeds)}
     try:
-        opencl = onnxmux.InferenceSession(path, options, providers=[("opencl", opencl_options(args)), "cpu"])
-        cpu = onnxmux.InferenceSession(path, options, providers=["cpu"])
+        opencl = onnxmux_session(path, args.threads, providers=[("opencl", opencl_options(args)), "cpu"])
+        cpu = onnxmux_session(path, args.threads)
         (got,) = opencl.run(None, feeds)
         (expected,) = cpu.run(None, feeds)
     except onnxmux.OnnxMuxError as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = error_text(exc)
         return result
     plan = opencl.get_execution_plan().to_dict()
     result["device"] = OpenCLExecutionProvider(opencl_options(args)).xp.description
@@ -100,27 +104,25 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     times = interleaved_times(
         {"opencl": lambda: opencl.run(None, feeds), "cpu": lambda: cpu.run(None, feeds)}, args.warmup, args.rounds
     )
-    for runner, samples in times.items():
-        result[f"{runner}_median_ms"] = statistics.median(samples) * 1e3
-        result[f"{runner}_min_ms"] = min(samples) * 1e3
-    result["ratio"] = result["opencl_median_ms"] / result["cpu_median_ms"]
+    add_timings(result, times, ("opencl", "cpu"))
     return result
 
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     """The results as a rich table."""
     device = next((r["device"] for r in results if "device" in r), "?")
-    table = Table(
-        title=f"onnxmux OpenCL ({device}) vs CPU provider, {args.threads} thread(s), "
-        f"{args.rounds} interleaved rounds after {args.warmup} warm-up"
+    table = results_table(
+        f"onnxmux OpenCL ({device}) vs CPU provider, {args.threads} thread(s), {rounds_text(args.warmup, args.rounds)}",
+        (
+            "model", "exporter", "input", "opencl median ms", "cpu median ms", "ratio",
+            "nodes on OpenCL", "copies/run", "max |diff|",
+        ),
+        left=3,
     )
-    columns = ("model", "exporter", "input", "opencl median ms", "cpu median ms", "ratio", "nodes on OpenCL", "copies/run", "max |diff|")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "exporter", "input") else "right")
     for r in results:
         cells = [r["model"], r["exporter"], r["input_shape"]]
         if "error" in r:
-            table.add_row(*cells, "[red]failed[/red]", "", "", "", "", "")
+            add_failed_row(table, cells)
             continue
         table.add_row(
             *cells,
@@ -136,23 +138,15 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
 
 def main(args: argparse.Namespace) -> None:
     """Run the benchmark for each requested model and print (and optionally save) the table."""
+    limit_pocl_threads(args.threads)
     reason = OpenCLExecutionProvider.unavailable_reason()
     if reason is not None:
         raise SystemExit(f"the OpenCL provider is not available: {reason}")
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in models.MODELS]
-    if unknown:
-        raise SystemExit(f"unknown model(s): {', '.join(unknown)}; known: {', '.join(models.MODELS)}")
-    results = [bench_model(name, args) for name in names]
-    console = Console()
-    console.print(render(results, args))
-    for r in results:
-        if "error" in r:
-            console.print(f"[red]{r['model']}: failed: {r['error']}[/red]", highlight=False)
-    if args.json:
-        config = {k: getattr(args, k) for k in ("exporter", "rounds", "warmup", "batch", "seq", "threads", "platform", "device")}
-        args.json.write_text(json.dumps({"config": config, "results": results}, indent=2))
+    results = [bench_model(name, args) for name in known_names(args.models, models.MODELS)]
+    print_results(render(results, args), results, failed="failed")
+    config_keys = ("exporter", "rounds", "warmup", "batch", "seq", "threads", "platform", "device")
+    write_json(args, config_keys, results=results)
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    main(parse_args())

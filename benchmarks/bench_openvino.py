@@ -14,7 +14,9 @@ For each model and precision, two runners get the same inputs:
   same arrays (``share_inputs=True``, outputs copied, as the provider does).
 
 Both use the same OpenVINO properties: ``INFERENCE_PRECISION_HINT`` from the precision
-(FP32 -> f32, BF16 -> bf16) and ``INFERENCE_NUM_THREADS = --threads``. After warming both up,
+(FP32 -> f32, BF16 -> bf16) and ``INFERENCE_NUM_THREADS = --threads``, so both runners get
+the same thread count; the onnxmux session also gets it as its ``intra_op_num_threads``
+(through ``benchmarks/common.py``), which caps NumPy's BLAS pool for any node left to the CPU. After warming both up,
 the script interleaves them for ``--rounds`` rounds, so that drift in machine load affects both
 alike, and reports each runner's median latency and the ratio onnxmux / openvino (above 1:
 onnxmux is slower). ``--level`` sets onnxmux's graph optimization level (basic, extended or
@@ -25,8 +27,6 @@ difference between the two runners' outputs. It makes no assertions.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,19 @@ from onnxmux.providers.openvino.options import PRECISIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import models  # noqa: E402
-from benchmarks.bench_models import interleaved_times, make_feeds  # noqa: E402
-
+from benchmarks.common import (  # noqa: E402
+    add_timings,
+    input_shape,
+    interleaved_times,
+    make_feeds,
+    onnxmux_session,
+    print_results,
+    results_table,
+    rounds_text,
+    split_list,
+    versions,
+    write_json,
+)
 
 LEVELS = {
     "basic": onnxmux.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -80,9 +91,8 @@ def bench_model(name: str, precision: str, args: argparse.Namespace) -> dict[str
     path = models.MODELS[name](args.exporter)
     feeds = make_feeds(name, args.batch, args.seq)
     options = {"precision": precision, "num_of_threads": args.threads}
-    session_options = onnxmux.SessionOptions()
-    session_options.graph_optimization_level = LEVELS[args.level]
-    session = onnxmux.InferenceSession(str(path), session_options, providers=[("openvino", options), "cpu"])
+    providers = [("openvino", options), "cpu"]
+    session = onnxmux_session(path, args.threads, providers=providers, level=LEVELS[args.level])
     config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "INFERENCE_NUM_THREADS": args.threads}
     direct = openvino_runner(path, config, feeds)
     ours = session.run(None, feeds)[0]
@@ -96,25 +106,22 @@ def bench_model(name: str, precision: str, args: argparse.Namespace) -> dict[str
         "exporter": args.exporter,
         "precision": precision,
         "level": args.level,
-        "input_shape": "x".join(str(d) for d in next(iter(feeds.values())).shape),
+        "input_shape": input_shape(feeds),
         "partitions": [(p["provider"], len(p["nodes"])) for p in plan["partitions"]],
         "max_abs_diff": float(np.max(np.abs(ours.astype(np.float64) - theirs))),
     }
-    for runner, samples in times.items():
-        result[f"{runner}_median_ms"] = statistics.median(samples) * 1e3
-    result["ratio"] = result["onnxmux_median_ms"] / result["openvino_median_ms"]
+    add_timings(result, times, ("onnxmux", "openvino"), minimums=False)
     return result
 
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     """The results as a rich table."""
-    table = Table(
-        title=f"onnxmux OpenVINO provider vs OpenVINO (CPU, {args.threads} thread(s), optimization level {args.level}, "
-        f"{args.rounds} interleaved rounds after {args.warmup} warm-up)"
+    table = results_table(
+        f"onnxmux OpenVINO provider vs OpenVINO (CPU, {args.threads} thread(s), optimization level {args.level}, "
+        f"{rounds_text(args.warmup, args.rounds)})",
+        ("model", "precision", "input", "partitions", "onnxmux ms", "openvino ms", "ratio", "max |diff|"),
+        left=4,
     )
-    columns = ("model", "precision", "input", "partitions", "onnxmux ms", "openvino ms", "ratio", "max |diff|")
-    for column in columns:
-        table.add_column(column, justify="left" if column in columns[:4] else "right")
     for r in results:
         partitions = ", ".join(f"{provider.removesuffix('ExecutionProvider')}:{count}" for provider, count in r["partitions"])
         table.add_row(
@@ -132,18 +139,15 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
 
 def main(args: argparse.Namespace) -> None:
     """Run the benchmark for each model and precision; print (and optionally save) the table."""
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    precisions = [p.strip().upper() for p in args.precisions.split(",") if p.strip()]
+    names = split_list(args.models)
+    precisions = [p.upper() for p in split_list(args.precisions)]
     unknown = [n for n in names if n not in models.MODELS] + [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise SystemExit(f"unknown model(s) or precision(s): {', '.join(unknown)}")
     results = [bench_model(name, precision, args) for name in names for precision in precisions]
-    Console(width=160).print(render(results, args))
-    if args.json:
-        config = {k: getattr(args, k) for k in ("exporter", "rounds", "warmup", "batch", "seq", "threads", "level")}
-        versions = {"onnxmux": onnxmux.__version__, "openvino": openvino.__version__}
-        args.json.write_text(json.dumps({"config": config, "versions": versions, "results": results}, indent=2))
-
+    print_results(render(results, args), results, console=Console(width=160))
+    config_keys = ("exporter", "rounds", "warmup", "batch", "seq", "threads", "level")
+    write_json(args, config_keys, versions(onnxmux, openvino), results=results)
 
 if __name__ == "__main__":
     main(parse_args())

@@ -3,19 +3,23 @@
 Usage::
 
     python benchmarks/bench_session_creation.py [--model bert] [--exporter dynamo]
-        [--rounds 10] [--warmup 1] [--json FILE]
+        [--rounds 10] [--warmup 1] [--threads 0] [--json FILE]
 
 Each round creates one session of every configuration in turn (onnxruntime at its default,
 ORT_ENABLE_ALL; onnxmux at levels 0, 1, 2 and 99), so drift in machine load affects all alike,
 and the table reports the median per configuration. For onnxmux it also reports, measured in
 the same rounds, how long ``onnxmux.core.optimizer.optimize`` (plus the CPU provider's level-99
 fusions) takes on a freshly loaded model, and the node count it leaves. No assertions are made.
+
+Threads: both runtimes get the same intra-op thread count, ``--threads N``, through
+``benchmarks/common.py``'s sessions (onnxmux's also caps NumPy's BLAS pool at N when created).
+The default, 0, leaves each runtime at its own default: onnxruntime sizes its pool from the
+cores, and onnxmux leaves BLAS alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +37,14 @@ from onnxmux.providers.cpu.fusion import fuse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import models  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    onnxmux_session,
+    onnxruntime_session,
+    results_table,
+    rounds_text,
+    versions,
+    write_json,
+)
 
 LEVELS = {
     0: onnxmux.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -49,20 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exporter", default="dynamo", choices=models.EXPORTERS)
     parser.add_argument("--rounds", type=int, default=10, help="timed creations of each configuration")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads of both runtimes (0: defaults)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser.parse_args(argv)
-
-
-def onnxruntime_session(path: Path) -> None:
-    """Create an onnxruntime CPU session at its default optimization level."""
-    onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def onnxmux_session(path: Path, level: int) -> None:
-    """Create an onnxmux CPU session at ``level``."""
-    options = onnxmux.SessionOptions()
-    options.graph_optimization_level = LEVELS[level]
-    onnxmux.InferenceSession(str(path), options, providers=["cpu"])
 
 
 def optimizer_only(path: Path, level: int, nodes: dict[int, int]) -> Callable[[], float]:
@@ -85,9 +86,11 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Interleaved session creations and optimizer runs; medians in ms and node counts."""
     path = models.MODELS[args.model](args.exporter)
     nodes: dict[int, int] = {}
-    sessions: dict[str, Callable[[], None]] = {"onnxruntime (default: all)": lambda: onnxruntime_session(path)}
-    for level in LEVELS:
-        sessions[f"onnxmux level {level}"] = lambda level=level: onnxmux_session(path, level)
+    sessions: dict[str, Callable[[], Any]] = {
+        "onnxruntime (default: all)": lambda: onnxruntime_session(path, args.threads)
+    }
+    for level, option in LEVELS.items():
+        sessions[f"onnxmux level {level}"] = lambda option=option: onnxmux_session(path, args.threads, level=option)
     optimizers = {level: optimizer_only(path, level, nodes) for level in LEVELS if level}
     session_times: dict[str, list[float]] = {name: [] for name in sessions}
     optimizer_times: dict[int, list[float]] = {level: [] for level in optimizers}
@@ -113,10 +116,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> Table:
     """The results as a rich table."""
-    rounds = f"{args.rounds} interleaved rounds after {args.warmup} warm-up"
-    table = Table(title=f"session creation, {result['model']} ({rounds})")
-    for column in ("configuration", "session median ms", "optimize() median ms", "nodes after"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
+    table = results_table(
+        f"session creation, {result['model']} ({rounds_text(args.warmup, args.rounds)})",
+        ("configuration", "session median ms", "optimize() median ms", "nodes after"),
+    )
     for name, ms in result["session_median_ms"].items():
         level = int(name.rsplit(" ", 1)[1]) if name.startswith("onnxmux") else None
         optimizer = result["optimize_median_ms"].get(level)
@@ -133,10 +136,8 @@ def main(args: argparse.Namespace) -> None:
     """Run the benchmark and print (and optionally save) the table."""
     result = bench(args)
     Console().print(render(result, args))
-    if args.json:
-        versions = {"onnxmux": onnxmux.__version__, "onnxruntime": onnxruntime.__version__}
-        config = {"model": args.model, "exporter": args.exporter, "rounds": args.rounds, "warmup": args.warmup}
-        args.json.write_text(json.dumps({"config": config, "versions": versions, "result": result}, indent=2))
+    config_keys = ("model", "exporter", "rounds", "warmup", "threads")
+    write_json(args, config_keys, versions(onnxmux, onnxruntime), result=result)
 
 
 if __name__ == "__main__":

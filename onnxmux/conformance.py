@@ -61,11 +61,12 @@ def load_expected_failures(path: Path) -> dict[str, str]:
     return expected
 
 
-def _to_value(item: Any) -> Any:
+def to_value(item: Any) -> Any:
+    """A test case's input or output as a session takes or gives it (tensors as arrays, sequences as lists)."""
     if isinstance(item, onnx.TensorProto):
         return numpy_helper.to_array(item)
     if isinstance(item, list):
-        return [_to_value(x) for x in item]
+        return [to_value(x) for x in item]
     return item
 
 
@@ -83,9 +84,9 @@ def run_case(case: Any, providers: Sequence[Any]) -> CaseResult:
             warnings.simplefilter("ignore")
             session = onnxmux.InferenceSession(model.SerializeToString(), providers=list(providers))
             for inputs, expected in case.data_sets:
-                feed = {n: _to_value(v) for n, v in zip(input_names, inputs)}
+                feed = {n: to_value(v) for n, v in zip(input_names, inputs)}
                 got = session.run(None, feed)
-                expected = [_to_value(v) for v in expected]
+                expected = [to_value(v) for v in expected]
                 if random_case:
                     problem = _check_random(model, session, feed, got, expected, providers)
                 else:

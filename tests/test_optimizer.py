@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxmux
-from onnxmux.conformance import RANDOM_OPS, compare, node_cases
+from onnxmux.conformance import RANDOM_OPS, compare, node_cases, to_value
 from onnxmux.core.loader import load
 from onnxmux.core.optimizer import BUILTIN_RULES, PatternRule, Rule, optimize, save_optimized
 from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN, is_constant
@@ -698,7 +698,7 @@ def level0_outputs() -> dict[str, tuple[dict, list[Any]]]:
         initializers = {t.name for t in case.model.graph.initializer}
         names = [i.name for i in case.model.graph.input if i.name not in initializers]
         inputs, _ = case.data_sets[0]
-        feeds = {n: _value(v) for n, v in zip(names, inputs)}
+        feeds = {n: to_value(v) for n, v in zip(names, inputs)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -726,15 +726,6 @@ def test_node_suite_at_every_level_matches_level0(level: int, level0_outputs) ->
             mismatches.append(f"{name}: {problem}")
     assert len(level0_outputs) > 1800
     assert not mismatches, "\n".join(mismatches)
-
-
-def _value(item: Any) -> Any:
-    """A node test's input as the session takes it (tensors as arrays, sequences as lists)."""
-    if isinstance(item, onnx.TensorProto):
-        return numpy_helper.to_array(item)
-    if isinstance(item, list):
-        return [_value(x) for x in item]
-    return item
 
 
 def _compare_all(got: list[Any], want: list[Any]) -> str | None:

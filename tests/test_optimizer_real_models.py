@@ -11,7 +11,7 @@ import pytest
 import onnxmux
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import models  # noqa: E402
+from benchmarks import common, models  # noqa: E402
 
 LEVELS = list(onnxmux.GraphOptimizationLevel)
 
@@ -23,22 +23,13 @@ def _outputs(path: Path, feeds: dict, level) -> tuple[onnxmux.InferenceSession, 
     return session, session.run(None, feeds)
 
 
-def _feeds(name: str) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(3)
-    if name == "resnet18":
-        return {"input": rng.standard_normal((2, 3, 224, 224), dtype=np.float32)}
-    mask = np.ones((2, 16), np.int64)
-    mask[1, 10:] = 0
-    return {"input_ids": rng.integers(0, models.BERT_VOCAB, (2, 16), dtype=np.int64), "attention_mask": mask}
-
-
 @pytest.mark.parametrize(
     ("name", "exporter"), [("resnet18", "dynamo"), ("resnet18", models.UNFOLDED), ("bert", "dynamo"), ("bert", "legacy")]
 )
 def test_torch_models_at_every_level(name: str, exporter: str) -> None:
     pytest.importorskip("torch")
     path = models.MODELS[name](exporter)
-    feeds = _feeds(name)
+    feeds = common.make_feeds(name, batch=2, seq=16, seed=3)
     _, reference = _outputs(path, feeds, onnxmux.GraphOptimizationLevel.ORT_DISABLE_ALL)
     for level in LEVELS[1:]:
         session, got = _outputs(path, feeds, level)

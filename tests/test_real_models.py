@@ -19,21 +19,15 @@ ort = pytest.importorskip("onnxruntime")
 import onnxmux  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import models  # noqa: E402
+from benchmarks import common, models  # noqa: E402
 
 RTOL = 1e-3
 ATOL = 1e-4
 
 
 def make_feeds(model: str, batch: int, seq: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random inputs; for BERT the later rows of the batch get padding (mask zeros)."""
-    rng = np.random.default_rng(seed)
-    if model == "resnet18":
-        return {"input": rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)}
-    lengths = np.linspace(seq, seq // 2, batch).astype(np.int64)
-    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
-    input_ids = rng.integers(0, models.BERT_VOCAB, (batch, seq), dtype=np.int64)
-    return {"input_ids": input_ids, "attention_mask": mask}
+    """The benchmarks' seeded inputs, with a short default sequence for BERT."""
+    return common.make_feeds(model, batch, seq, seed)
 
 
 @dataclass

@@ -87,6 +87,14 @@ def _per_channel(array: np.ndarray | None, out_rank: int, channels: int, want: i
     return np.broadcast_to(array.reshape(-1).astype(np.float64), (channels,))
 
 
+def _channel_operand(conv: ir.Node, nxt: ir.Node, op_type: str, channels: int) -> np.ndarray | None:
+    """When ``nxt`` is an ``op_type`` node combining the Conv output with a per-channel constant,
+    that constant as (channels,) float64; else None."""
+    if not is_op(nxt, op_type):
+        return None
+    return _per_channel(constant(other_input(nxt, conv.outputs[0])), conv_rank(conv), channels, dtype(conv.outputs[0]))
+
+
 class FuseConvBatchNorm(_ConvFold):
     """Conv followed by inference-mode BatchNormalization: the normalization moves into W and B."""
 
@@ -116,11 +124,7 @@ class FuseConvAdd(_ConvFold):
 
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(1, addend) when the added constant is per-channel."""
-        if not is_op(nxt, "Add"):
-            return None
-        addend = _per_channel(
-            constant(other_input(nxt, conv.outputs[0])), conv_rank(conv), channels, dtype(conv.outputs[0])
-        )
+        addend = _channel_operand(conv, nxt, "Add", channels)
         return None if addend is None else (np.ones(channels), addend)
 
 
@@ -131,11 +135,7 @@ class FuseConvMul(_ConvFold):
 
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(factor, 0) when the factor is per-channel."""
-        if not is_op(nxt, "Mul"):
-            return None
-        factor = _per_channel(
-            constant(other_input(nxt, conv.outputs[0])), conv_rank(conv), channels, dtype(conv.outputs[0])
-        )
+        factor = _channel_operand(conv, nxt, "Mul", channels)
         return None if factor is None else (factor, np.zeros(channels))
 
 

@@ -1,5 +1,7 @@
 """Conv (1-D, 2-D and 3-D; groups, pads, auto_pad, strides, dilations) as im2col + the tiled
-GEMM of ``matmul``, and the sliding-window geometry the pooling kernels share.
+GEMM of ``matmul``, and the sliding-window geometry the pooling kernels share: the window
+attributes are parsed and laid out by the CPU provider's pure-Python ``window_attrs`` and
+``WindowAttrs.layout``, and ``padded`` extends their per-dim values to the kernels' three dims.
 
 Spatial dims are handled as three (missing leading ones are size 1), so one kernel serves every
 spatial rank. im2col writes the column matrix ``(images, groups, C/g · kernel, out positions)``
@@ -11,12 +13,12 @@ unpadded convolution skips im2col: the input already is the column matrix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu.ops.conv import Layout, WindowAttrs, window_attrs
 from onnxmux.providers.opencl.common import (
     LOCAL_SIZE,
     MOVE_TYPES,
@@ -33,8 +35,6 @@ from onnxmux.providers.opencl.matmul import Gemm
 SPATIAL = 3
 #: Elements of one im2col chunk at most (chunks hold whole images; one image may exceed it).
 COLUMN_LIMIT = 2**25
-
-_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 _IM2COL = """
 typedef struct {
@@ -73,79 +73,20 @@ __kernel void im2col(__global E* col, __global const E* x, const window w, const
 """
 
 
-@dataclass(frozen=True)
-class WindowAttrs:
-    """kernel_shape, strides, dilations, pads and auto_pad of a conv or pool node (None: default)."""
-
-    kernel: tuple[int, ...] | None
-    strides: tuple[int, ...] | None
-    dilations: tuple[int, ...] | None
-    pads: tuple[int, ...] | None
-    auto_pad: str
-
-    @classmethod
-    def of(cls, ctx: NodeContext) -> WindowAttrs:
-        """Parse and validate the node's window attributes."""
-        auto_pad = ctx.attr("auto_pad", "NOTSET")
-        if auto_pad not in _AUTO_PADS:
-            raise ctx.error(f"unknown auto_pad '{auto_pad}'")
-        values = {}
-        for name in ("kernel_shape", "strides", "dilations", "pads"):
-            given = ctx.attr(name, None)
-            values[name] = None if given is None else tuple(int(v) for v in given)
-        for name in ("kernel_shape", "strides", "dilations"):
-            if values[name] is not None and min(values[name], default=1) < 1:
-                raise ctx.error(f"'{name}' must be positive, got {list(values[name])}")
-        if values["pads"] is not None and (len(values["pads"]) % 2 or min(values["pads"], default=0) < 0):
-            raise ctx.error(f"'pads' must hold a non-negative begin and end per axis, got {list(values['pads'])}")
-        return cls(values["kernel_shape"], values["strides"], values["dilations"], values["pads"], auto_pad)
-
-    def window(self, spatial: Sequence[int], kernel: Sequence[int] | None = None, ceil_mode: bool = False) -> Window:
-        """The window geometry over an input of this spatial shape (``kernel`` overrides kernel_shape)."""
-        kernel = tuple(kernel if kernel is not None else self.kernel or ())
-        rank = len(spatial)
-        strides = self.strides or (1,) * rank
-        dilations = self.dilations or (1,) * rank
-        if not len(kernel) == len(strides) == len(dilations) == rank:
-            raise ValueError(f"window attributes do not match the input's {rank} spatial dims")
-        spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-        if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out = [-(-n // s) for n, s in zip(spatial, strides)]
-            total = [max(0, (o - 1) * s + e - n) for o, s, e, n in zip(out, strides, spans, spatial)]
-            small = [t // 2 for t in total]
-            large = [t - t // 2 for t in total]
-            begin, end = (small, large) if self.auto_pad == "SAME_UPPER" else (large, small)
-        else:
-            pads = self.pads if self.pads and self.auto_pad == "NOTSET" else (0,) * (2 * rank)
-            if len(pads) != 2 * rank:
-                raise ValueError(f"pads {list(pads)} do not match the input's {rank} spatial dims")
-            begin, end = list(pads[:rank]), list(pads[rank:])
-            rounding = math.ceil if ceil_mode and self.auto_pad == "NOTSET" else math.floor
-            out = [rounding((n + b + f - e) / s) + 1 for n, b, f, e, s in zip(spatial, begin, end, spans, strides)]
-            # A ceil-mode window may not start in the end padding.
-            out = [o - 1 if (o - 1) * s >= n + b else o for o, s, n, b in zip(out, strides, spatial, begin)]
-        if any(o <= 0 for o in out):
-            raise ValueError(f"input spatial shape {tuple(spatial)} is too small for the window")
-        return Window(tuple(spatial), kernel, tuple(strides), tuple(dilations), tuple(begin), tuple(end), tuple(out))
+def window(
+    attrs: WindowAttrs, spatial: Sequence[int], kernel: Sequence[int] | None = None, ceil_mode: bool = False
+) -> Layout:
+    """``attrs.layout`` over an input of this spatial shape (``kernel`` overrides kernel_shape),
+    after checking that explicit pads give a begin and end per spatial dim."""
+    rank = len(spatial)
+    if attrs.pads and attrs.auto_pad == "NOTSET" and len(attrs.pads) != 2 * rank:
+        raise ValueError(f"pads {list(attrs.pads)} do not match the input's {rank} spatial dims")
+    return attrs.layout(spatial, kernel, ceil_mode)
 
 
-@dataclass(frozen=True)
-class Window:
-    """Where the windows over one spatial input lie, per spatial dim."""
-
-    spatial: tuple[int, ...]
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    begin: tuple[int, ...]
-    end: tuple[int, ...]
-    out: tuple[int, ...]
-
-    def padded(self, name: str) -> tuple[int, ...]:
-        """Field ``name`` extended to three spatial dims (leading dims of size 1, no pads)."""
-        values = getattr(self, name)
-        fill = 0 if name in ("begin", "end") else 1
-        return (fill,) * (SPATIAL - len(values)) + tuple(values)
+def padded(values: Sequence[int], fill: int = 1) -> tuple[int, ...]:
+    """Per-spatial-dim ``values`` extended to three spatial dims: leading dims of size 1 (``fill``)."""
+    return (fill,) * (SPATIAL - len(values)) + tuple(values)
 
 
 def spatial_rank(ctx: NodeContext) -> str | None:
@@ -159,7 +100,7 @@ def spatial_rank(ctx: NodeContext) -> str | None:
 @op("Conv", 1, supports=all_of(floats, spatial_rank, same_types()))
 def conv(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
     """Grouped, strided, dilated, padded convolution with an optional bias."""
-    attrs = WindowAttrs.of(ctx)
+    attrs = window_attrs(ctx)
     group = int(ctx.attr("group", 1))
     if group < 1:
         raise ctx.error(f"'group' must be positive, got {group}")
@@ -174,12 +115,12 @@ def conv(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
             raise ValueError(f"input {x.shape} and weights {w.shape} do not fit group={group}")
         if b is not None and b.shape != (maps,):
             raise ValueError(f"bias of shape {b.shape} for {maps} output channels")
-        win = attrs.window(x.shape[2:], w.shape[2:])
+        win = window(attrs, x.shape[2:], w.shape[2:])
         out = xp.empty((images, maps, *win.out), x.dtype)
         positions = math.prod(win.out)
         rows = w.shape[1] * math.prod(win.kernel)
         per_group = maps // group
-        plane = math.prod(win.spatial)
+        plane = math.prod(x.shape[2:])
         weights = {"a_batch": (0, per_group * rows), "c": b, "c_strides": (1, 0), "c_batch": (0, per_group)}
         if out.size == 0:
             return out
@@ -191,8 +132,8 @@ def conv(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
         col = xp.empty((min(chunk, images), group, rows, positions), x.dtype)
         geometry = pack(
             channels, w.shape[1], group,
-            win.padded("spatial"), win.padded("out"), win.padded("kernel"),
-            win.padded("strides"), win.padded("begin"), win.padded("dilations"), width=SPATIAL,
+            padded(x.shape[2:]), padded(win.out), padded(win.kernel),
+            padded(win.strides), padded(win.begin, 0), padded(win.dilations), width=SPATIAL,
         )
         for start in range(0, images, chunk):
             count = min(chunk, images - start)

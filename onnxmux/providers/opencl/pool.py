@@ -15,7 +15,8 @@ import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.opencl.common import LOCAL_SIZE, all_of, floats, global_size, op, pack, single_output, source
-from onnxmux.providers.opencl.conv import SPATIAL, Window, WindowAttrs, spatial_rank
+from onnxmux.providers.cpu.ops.conv import Layout, window_attrs
+from onnxmux.providers.opencl.conv import SPATIAL, padded, spatial_rank, window
 
 _POOL = """
 typedef struct {
@@ -71,18 +72,18 @@ __kernel void pool(__global T_T* out, __global const T_T* x, const window w, con
 """
 
 
-def _pool_kernel(xp: Any, dtype: np.dtype, maximum: bool) -> Callable[[Any, Window, bool], Any]:
+def _pool_kernel(xp: Any, dtype: np.dtype, maximum: bool) -> Callable[[Any, Layout, bool], Any]:
     """``run(x, window, include_pads)`` of a max or average pool in ``dtype``."""
     kernel = xp.kernel(source({"T": dtype}, ("#define MAX_POOL\n" if maximum else "") + _POOL), "pool")
 
-    def run(x: Any, win: Window, include_pads: bool = False) -> Any:
+    def run(x: Any, win: Layout, include_pads: bool = False) -> Any:
         out = xp.empty((*x.shape[:2], *win.out), x.dtype)
         count = out.size
         if count == 0:
             return out
         geometry = pack(
-            win.padded("spatial"), win.padded("out"), win.padded("kernel"), win.padded("strides"),
-            win.padded("begin"), win.padded("end"), win.padded("dilations"), width=SPATIAL,
+            padded(x.shape[2:]), padded(win.out), padded(win.kernel), padded(win.strides),
+            padded(win.begin, 0), padded(win.end, 0), padded(win.dilations), width=SPATIAL,
         )
         kernel(global_size(count), (LOCAL_SIZE,), out, x, geometry, int(include_pads), count)
         return out
@@ -91,13 +92,11 @@ def _pool_kernel(xp: Any, dtype: np.dtype, maximum: bool) -> Callable[[Any, Wind
 
 
 def _windowed(ctx: NodeContext, xp: Any, maximum: bool) -> Callable[[Any], Any]:
-    attrs = WindowAttrs.of(ctx)
-    if attrs.kernel is None:
-        raise ctx.error("attribute 'kernel_shape' is required")
+    attrs = window_attrs(ctx, require_kernel=True)
     ceil_mode = bool(ctx.attr("ceil_mode", 0))
     include_pads = bool(ctx.attr("count_include_pad", 0))
     pool = _pool_kernel(xp, np.dtype(ctx.inputs[0].dtype), maximum)
-    return lambda x: pool(x, attrs.window(x.shape[2:], ceil_mode=ceil_mode), include_pads)
+    return lambda x: pool(x, window(attrs, x.shape[2:], ceil_mode=ceil_mode), include_pads)
 
 
 def _without_indices(ctx: NodeContext) -> str | None:
@@ -125,7 +124,7 @@ def _whole(ctx: NodeContext, xp: Any, maximum: bool) -> Callable[[Any], Any]:
             raise ValueError(f"cannot pool over an empty spatial shape {spatial}")
         ones = (1,) * len(spatial)
         zeros = (0,) * len(spatial)
-        return pool(x, Window(spatial, spatial, ones, ones, zeros, zeros, ones))
+        return pool(x, Layout(spatial, ones, ones, zeros, zeros, ones))
 
     return run
 

@@ -29,22 +29,24 @@ def legacy_broadcast(ctx: Any, fn: Binary) -> Binary:
     return run
 
 
-@op("Add", 1, 7)
-def add(ctx: Any, xp: Any) -> Binary:
-    """A + B."""
-    return legacy_broadcast(ctx, xp.add)
+def register_broadcasting(op_type: str, function: str, doc: str) -> None:
+    """Register ``op_type`` (opsets 1 and 7) as the array module's element-wise ``function``.
+
+    ``function`` names the NumPy (or CuPy) ufunc; ``legacy_broadcast`` adds the opset-1 to 6
+    ``broadcast``/``axis`` attributes.
+    """
+
+    def factory(ctx: Any, xp: Any) -> Binary:
+        return legacy_broadcast(ctx, getattr(xp, function))
+
+    factory.__qualname__ = factory.__name__ = op_type.lower()
+    factory.__doc__ = doc
+    op(op_type, 1, 7)(factory)
 
 
-@op("Sub", 1, 7)
-def sub(ctx: Any, xp: Any) -> Binary:
-    """A - B."""
-    return legacy_broadcast(ctx, xp.subtract)
-
-
-@op("Mul", 1, 7)
-def mul(ctx: Any, xp: Any) -> Binary:
-    """A * B."""
-    return legacy_broadcast(ctx, xp.multiply)
+register_broadcasting("Add", "add", "A + B.")
+register_broadcasting("Sub", "subtract", "A - B.")
+register_broadcasting("Mul", "multiply", "A * B.")
 
 
 @op("Div", 1, 7)

@@ -1,7 +1,8 @@
 """Convolutions: Conv, ConvTranspose, DeformConv and Col2Im, built on im2col/col2im and GEMM.
 
 The sliding-window attribute handling here (``window_attrs``, ``WindowAttrs.layout``,
-``sliding_windows``) is shared with the pooling kernels.
+``sliding_windows``) is shared with the pooling kernels; the OpenCL provider's Conv and pools
+use ``window_attrs`` and ``WindowAttrs.layout`` too.
 """
 
 from __future__ import annotations

@@ -59,37 +59,23 @@ def _single_axis(ctx: Any, xp: Any, fn: AlongAxis) -> Unary:
     return in_float32(run)
 
 
-@op("Softmax", 1)
-def softmax_2d(ctx: Any, xp: Any) -> Unary:
-    """exp(x) / sum(exp(x)) over the dimensions from ``axis`` on."""
-    return _flattened(ctx, xp, _softmax)
+def _register(op_type: str, fn: AlongAxis, doc: str) -> None:
+    """Register ``op_type``: over the input coerced to 2-D before opset 13, along one axis from then on."""
+
+    def coerced_2d(ctx: Any, xp: Any) -> Unary:
+        return _flattened(ctx, xp, fn)
+
+    def single_axis(ctx: Any, xp: Any) -> Unary:
+        return _single_axis(ctx, xp, fn)
+
+    coerced_2d.__doc__ = f"{doc}, over the dimensions from ``axis`` on."
+    single_axis.__doc__ = f"{doc}, along ``axis``."
+    for factory in (coerced_2d, single_axis):
+        factory.__qualname__ = factory.__name__ = f"{op_type.lower()}_{factory.__name__}"
+    op(op_type, 1)(coerced_2d)
+    op(op_type, 13)(single_axis)
 
 
-@op("Softmax", 13)
-def softmax(ctx: Any, xp: Any) -> Unary:
-    """exp(x) / sum(exp(x)) along ``axis``."""
-    return _single_axis(ctx, xp, _softmax)
-
-
-@op("LogSoftmax", 1)
-def log_softmax_2d(ctx: Any, xp: Any) -> Unary:
-    """log(softmax(x)) over the dimensions from ``axis`` on."""
-    return _flattened(ctx, xp, _log_softmax)
-
-
-@op("LogSoftmax", 13)
-def log_softmax(ctx: Any, xp: Any) -> Unary:
-    """log(softmax(x)) along ``axis``."""
-    return _single_axis(ctx, xp, _log_softmax)
-
-
-@op("Hardmax", 1)
-def hardmax_2d(ctx: Any, xp: Any) -> Unary:
-    """1 at the first maximum over the dimensions from ``axis`` on, 0 elsewhere."""
-    return _flattened(ctx, xp, _hardmax)
-
-
-@op("Hardmax", 13)
-def hardmax(ctx: Any, xp: Any) -> Unary:
-    """1 at the first maximum along ``axis``, 0 elsewhere."""
-    return _single_axis(ctx, xp, _hardmax)
+_register("Softmax", _softmax, "exp(x) / sum(exp(x))")
+_register("LogSoftmax", _log_softmax, "log(softmax(x))")
+_register("Hardmax", _hardmax, "One-hot of the first maximum (1 there, 0 elsewhere)")
