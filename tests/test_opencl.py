@@ -498,7 +498,16 @@ def test_expand_and_views() -> None:
     check("Unsqueeze", [x, Const(np.array([0, -1], np.int64))])
     check("Unsqueeze", [x], {"axes": [1]}, opset=11)
     check("Identity", [x])
-    assert "computed at run time" in declined("Reshape", [x, np.array([6, 4], np.int64)])
+    assert "computed at run time" in declined("Expand", [rand(3, 1), np.array([2, 1, 6], np.int64)])
+
+
+def test_reshape_reads_a_run_time_shape_on_the_host() -> None:
+    """A shape fed at run time stays on the host: Reshape runs on OpenCL with no copy of it."""
+    x = rand(2, 3, 4)
+    check("Reshape", [x, np.array([6, 4], np.int64)])
+    model, _ = make_model("Reshape", [x, np.array([6, 4], np.int64)], None, 1, 18, "")
+    plan = onnxmux.InferenceSession(model.SerializeToString(), providers=["opencl", "cpu"]).get_execution_plan()
+    assert [(c.value, c.target) for c in plan.copies] == [("in0", "opencl:0"), ("out0", "cpu")]
 
 
 def test_constant() -> None:

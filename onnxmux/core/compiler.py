@@ -163,7 +163,9 @@ class _PlanBuilder:
             raise
         except Exception as exc:
             raise ctx.error(f"kernel set-up failed: {type(exc).__name__}: {exc}") from exc
-        ins = [self._slot_on(v, device) for v in node.inputs] + [self._slot_on(v, device) for v in self.implicit[node]]
+        host = unit.kernel.host_inputs
+        ins = [self._slot_on(v, HOST if i in host else device) for i, v in enumerate(node.inputs)]
+        ins += [self._slot_on(v, device) for v in self.implicit[node]]
         outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
         return [run, tuple(ins), tuple(outs), [], f"{ctx.describe()} on {unit.provider.name}"]
 

@@ -28,6 +28,8 @@ class KernelDef:
     since: int
     factory: KernelFactory
     supports: SupportsCheck | None = None
+    #: Inputs the kernel reads in host memory (shapes, axes), as numpy arrays, wherever it runs.
+    host_inputs: tuple[int, ...] = ()
 
 
 @dataclass
@@ -42,12 +44,17 @@ class KernelRegistry:
         *since: int,
         domain: str = "",
         supports: SupportsCheck | None = None,
+        host_inputs: tuple[int, ...] = (),
     ) -> Callable[[KernelFactory], KernelFactory]:
-        """Decorator registering ``factory`` for ``op_type`` at each since-version given (default 1)."""
+        """Decorator registering ``factory`` for ``op_type`` at each since-version given (default 1).
+
+        ``host_inputs`` lists inputs the kernel wants in host memory even on a device (a
+        Reshape's shape, say), so no copy to the device is made for them.
+        """
 
         def decorate(factory: KernelFactory) -> KernelFactory:
             for version in since or (1,):
-                self.add(KernelDef(op_type, domain, version, factory, supports))
+                self.add(KernelDef(op_type, domain, version, factory, supports, host_inputs))
             return factory
 
         return decorate

@@ -4,9 +4,10 @@ Constant for floating tensors, uploaded once at session creation.
 
 Moves read and write elements as unsigned integers of their size, so one program per element
 size serves every dtype. int64 tensors are declined: they are nearly always shape arithmetic
-(Shape → Gather → Concat → Reshape), which is cheaper on the host than a round trip. Inputs
-that only carry shapes, axes or slice bounds must be initializers: they are read on the host
-once, when the session is created.
+(Shape → Gather → Concat → Reshape), which is cheaper on the host than a round trip. Reshape
+reads its shape input in host memory (``host_inputs``), so a shape computed on the CPU needs
+no copy; the other inputs that only carry shapes, axes or slice bounds must be initializers,
+read on the host once, when the session is created.
 """
 
 from __future__ import annotations
@@ -315,12 +316,11 @@ def _reshaped(shape: Sequence[int], request: Sequence[int], allow_zero: bool) ->
     return out
 
 
-@op("Reshape", 5, supports=all_of(movable, constant_input(1, "shape")))
+@op("Reshape", 5, supports=movable, host_inputs=(1,))
 def reshape(ctx: NodeContext, xp: Any) -> Callable[[Any, Any], Any]:
-    """The same buffer under the new shape (a view)."""
-    request = [int(d) for d in np.asarray(ctx.constant(1)).reshape(-1)]
+    """The same buffer under the new shape (a view); the shape is read on the host."""
     allow_zero = bool(ctx.attr("allowzero", 0))
-    return lambda x, shape: x.reshape(_reshaped(x.shape, request, allow_zero))
+    return lambda x, shape: x.reshape(_reshaped(x.shape, shape.reshape(-1).tolist(), allow_zero))
 
 
 @op("Flatten", 1, supports=movable)
