@@ -183,8 +183,8 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
     graph = light.graph
-    for field in ("node", "input", "output", "value_info"):
-        getattr(graph, field).extend(getattr(proto.graph, field))
+    for part in ("node", "input", "output", "value_info"):
+        getattr(graph, part).extend(getattr(proto.graph, part))
     inputs = {i.name for i in graph.input}
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:
