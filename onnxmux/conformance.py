@@ -12,7 +12,7 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +35,8 @@ class CaseResult:
     name: str
     passed: bool
     reason: str = ""
+    #: The op types each provider ran (from the session's execution plan), when a session was made.
+    placement: dict[str, set[str]] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,10 +81,13 @@ def run_case(case: Any, providers: Sequence[Any]) -> CaseResult:
     random_case = any(n.op_type in RANDOM_OPS for n in model.graph.node)
     rtol = max(DEFAULT_RTOL, case.rtol)
     atol = max(DEFAULT_ATOL, case.atol)
+    placement: dict[str, set[str]] = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             session = onnxmux.InferenceSession(model.SerializeToString(), providers=list(providers))
+            for node in session.get_execution_plan().nodes:
+                placement.setdefault(node["provider"], set()).add(node["op_type"])
             for inputs, expected in case.data_sets:
                 feed = {n: to_value(v) for n, v in zip(input_names, inputs)}
                 got = session.run(None, feed)
@@ -92,10 +97,10 @@ def run_case(case: Any, providers: Sequence[Any]) -> CaseResult:
                 else:
                     problem = _first_mismatch(output_names, got, expected, rtol, atol)
                 if problem:
-                    return CaseResult(case.name, False, problem)
+                    return CaseResult(case.name, False, problem, placement)
     except Exception as exc:
-        return CaseResult(case.name, False, f"{type(exc).__name__}: {str(exc)[:300]}")
-    return CaseResult(case.name, True)
+        return CaseResult(case.name, False, f"{type(exc).__name__}: {str(exc)[:300]}", placement)
+    return CaseResult(case.name, True, placement=placement)
 
 
 def _check_random(model, session, feed, got, expected, providers) -> str | None:
