@@ -126,3 +126,21 @@ def test_import_and_cpu_session_load_no_provider_dependency() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "[]"
+
+
+def test_profiling_writes_a_chrome_trace(tmp_path) -> None:
+    import json
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "trace")
+    session = ort.InferenceSession(affine_relu_model().SerializeToString(), options)
+    assert session.get_profiling_start_time_ns() > 0
+    for _ in range(3):
+        session.run(None, {"x": np.ones((2, 3), np.float32)})
+    path = session.end_profiling()
+    events = json.loads(open(path).read())["traceEvents"]
+    assert len(events) == 9 and {e["ph"] for e in events} == {"X"}
+    assert sum("'mul'" in e["name"] for e in events) == 3 and all(e["dur"] >= 0 for e in events)
+    plain = ort.InferenceSession(affine_relu_model().SerializeToString())
+    assert plain.end_profiling() == "" and plain.get_profiling_start_time_ns() == 0

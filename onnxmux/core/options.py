@@ -22,7 +22,15 @@ class ExecutionMode(enum.IntEnum):
 
 
 class SessionOptions:
-    """Options fixed at session creation."""
+    """Options fixed at session creation, with onnxruntime's names.
+
+    Used: ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads`` (caps
+    BLAS threads), ``inter_op_num_threads`` (parallel mode), ``optimized_model_filepath``,
+    ``enable_profiling`` and ``profile_file_prefix``, and the config entries
+    ``session.disable_cpu_ep_fallback`` and ``optimization.disable_rules``. The logging and
+    memory-arena fields are accepted so onnxruntime code runs unchanged; onnxmux logs through
+    the standard ``logging`` module (logger ``onnxmux``) and leaves memory to numpy.
+    """
 
     def __init__(self) -> None:
         self.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -64,7 +72,7 @@ class SessionOptions:
 
 
 class RunOptions:
-    """Options of one ``run`` call."""
+    """Options of one ``run`` call; accepted so onnxruntime code runs unchanged, not used."""
 
     def __init__(self) -> None:
         self.log_severity_level = 2

@@ -15,6 +15,7 @@ from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
+from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import select_providers
 from onnxmux.core.threads import limit_blas_threads
 from onnxmux.core.types import TypeInfo
@@ -55,6 +56,9 @@ class InferenceSession:
         )
         self._plan = compiler.compile_model(graph)
         self._execution_plan = compiler.execution_plan
+        self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
+        if self._profiler is not None:
+            self._plan = self._profiler.instrument(self._plan)
         if self._options.optimized_model_filepath:
             save_optimized(self._model.model, self._options.optimized_model_filepath)
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
@@ -103,6 +107,15 @@ class InferenceSession:
     def get_execution_plan(self) -> ExecutionPlan:
         """Where each node runs, the partitions, and the copies between devices."""
         return self._execution_plan
+
+    def end_profiling(self) -> str:
+        """Write the per-kernel timings recorded so far (Chrome trace JSON); returns the file's path,
+        or "" when the session was created without ``enable_profiling``."""
+        return self._profiler.write() if self._profiler is not None else ""
+
+    def get_profiling_start_time_ns(self) -> int:
+        """When profiling started (ns since the epoch), 0 without ``enable_profiling``."""
+        return self._profiler.start_ns if self._profiler is not None else 0
 
     def get_session_options(self) -> SessionOptions:
         """The options the session was created with."""
