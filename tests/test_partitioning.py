@@ -282,3 +282,34 @@ def test_unavailable_provider_is_skipped_with_a_warning(tmp_path: Path) -> None:
 def test_cli_entry_module_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "onnxmux.cli", "providers"], capture_output=True, text=True, check=True).stdout
     assert "CPUExecutionProvider" in out
+
+
+def test_nodes_inside_control_flow_bodies_are_partitioned() -> None:
+    seen: list[str] = []
+    registry = onnxmux.KernelRegistry()
+
+    @registry.register("Relu", 14)
+    def relu(ctx, xp):
+        seen.append(ctx.name)
+        return lambda x: xp.maximum(x, 0)
+
+    class BodyRelu(onnxmux.KernelProvider):
+        name = "BodyReluExecutionProvider"
+
+    BodyRelu.registry = registry
+    onnxmux.register_provider(BodyRelu)
+    then_branch = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["t"], name="inner_relu")], "then", [], [V("t", TensorProto.FLOAT, [2, 3])]
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["e"], name="inner_neg")], "else", [], [V("e", TensorProto.FLOAT, [2, 3])]
+    )
+    model = _model(
+        [helper.make_node("If", ["c"], ["y"], name="if", then_branch=then_branch, else_branch=else_branch)],
+        [V("c", TensorProto.BOOL, []), V("x", TensorProto.FLOAT, [2, 3])],
+        [V("y", TensorProto.FLOAT, [2, 3])],
+    )
+    session = onnxmux.InferenceSession(model, providers=[BodyRelu.name, "cpu"])
+    assert seen == ["inner_relu"]
+    np.testing.assert_array_equal(session.run(None, {"c": np.array(True), "x": X})[0], np.maximum(X, 0))
+    np.testing.assert_array_equal(session.run(None, {"c": np.array(False), "x": X})[0], -X)
