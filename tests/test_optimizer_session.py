@@ -140,3 +140,11 @@ def test_changes_are_logged_at_info(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="onnxmux"):
         _session(onnxmux.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     assert any("FuseConvBatchNorm" in r.getMessage() and "->" in r.getMessage() for r in caplog.records)
+
+
+def test_disabled_optimizers_argument_as_in_onnxruntime() -> None:
+    options = onnxmux.SessionOptions()
+    options.graph_optimization_level = onnxmux.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    session = onnxmux.InferenceSession(conv_bn_relu(), options, disabled_optimizers=["FuseConvBatchNorm"])
+    assert "BatchNormalization" in _ops(session)
+    np.testing.assert_allclose(session.run(None, {"x": X})[0], REFERENCE, rtol=1e-4, atol=1e-5)

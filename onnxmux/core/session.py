@@ -18,7 +18,7 @@ from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptio
 from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import select_providers
 from onnxmux.core.threads import limit_blas_threads
-from onnxmux.core.types import TypeInfo
+from onnxmux.core.types import TypeInfo, dtype_name
 from onnxmux.partition.plan import ExecutionPlan
 
 logger = logging.getLogger("onnxmux")
@@ -33,7 +33,7 @@ class InferenceSession:
         sess_options: SessionOptions | None = None,
         providers: Sequence[Any] | None = None,
         provider_options: Sequence[dict[str, Any]] | None = None,
-        **kwargs: Any,
+        disabled_optimizers: Sequence[str] | None = None,
     ) -> None:
         self._options = sess_options or SessionOptions()
         limit_blas_threads(self._options.intra_op_num_threads)
@@ -45,7 +45,7 @@ class InferenceSession:
         optimize(
             self._model.model,
             level,
-            disabled=self._options.config("optimization.disable_rules"),
+            disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
         )
         compiler = GraphCompiler(
@@ -185,7 +185,7 @@ class _InputSpec:
             value = np.asarray(value)
         if t.dtype is not None and value.dtype != t.dtype:
             raise InvalidArgument(
-                f"input '{self.name}': expected {t.onnx_name}, got tensor({_dtype_name(value.dtype)})"
+                f"input '{self.name}': expected {t.onnx_name}, got tensor({dtype_name(value.dtype)})"
             )
         if t.shape is not None:
             if value.ndim != len(t.shape):
@@ -210,18 +210,14 @@ class _InputSpec:
         return value
 
 
-def _dtype_name(dtype: np.dtype) -> str:
-    from onnxmux.core.types import dtype_name
-
-    return dtype_name(dtype)
-
-
 def _fmt(shape: tuple) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _as_output(value: Any, declared: TypeInfo | None) -> Any:
     """Outputs cross the API as onnxruntime returns them: tensors as numpy arrays."""
-    if isinstance(value, np.generic) or (declared is not None and declared.kind == "tensor" and not isinstance(value, np.ndarray) and value is not None):
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, np.generic) or (declared is not None and declared.kind == "tensor"):
         return np.asarray(value)
     return value
