@@ -95,7 +95,7 @@ def run_case(case: Any, providers: Sequence[Any]) -> CaseResult:
                 if random_case:
                     problem = _check_random(model, session, feed, got, expected, providers)
                 else:
-                    problem = _first_mismatch(output_names, got, expected, rtol, atol)
+                    problem = first_mismatch(output_names, got, expected, rtol, atol)
                 if problem:
                     return CaseResult(case.name, False, problem, placement)
     except Exception as exc:
@@ -116,7 +116,8 @@ def _check_random(model, session, feed, got, expected, providers) -> str | None:
     return None
 
 
-def _first_mismatch(names: Sequence[str], got: Sequence[Any], expected: Sequence[Any], rtol: float, atol: float) -> str | None:
+def first_mismatch(names: Sequence[str], got: Sequence[Any], expected: Sequence[Any], rtol: float, atol: float) -> str | None:
+    """What differs between the first mismatching pair of outputs, or None when all match."""
     if len(got) != len(expected):
         return f"{len(got)} outputs, expected {len(expected)}"
     for name, g, e in zip(names, got, expected):

@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxmux
-from onnxmux.conformance import RANDOM_OPS, compare, node_cases, to_value
+from onnxmux.conformance import RANDOM_OPS, compare, first_mismatch, node_cases, to_value
 from onnxmux.core.loader import load
 from onnxmux.core.optimizer import BUILTIN_RULES, PatternRule, Rule, optimize, save_optimized
 from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN, is_constant
@@ -721,21 +721,11 @@ def test_node_suite_at_every_level_matches_level0(level: int, level0_outputs) ->
             except Exception as exc:
                 mismatches.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
                 continue
-        problem = _compare_all(got, want)
+        problem = first_mismatch([str(i) for i in range(len(want))], got, want, RTOL, ATOL)
         if problem:
             mismatches.append(f"{name}: {problem}")
     assert len(level0_outputs) > 1800
     assert not mismatches, "\n".join(mismatches)
-
-
-def _compare_all(got: list[Any], want: list[Any]) -> str | None:
-    if len(got) != len(want):
-        return f"{len(got)} outputs, expected {len(want)}"
-    for i, (g, w) in enumerate(zip(got, want)):
-        problem = compare(g, w, RTOL, ATOL)
-        if problem:
-            return f"output {i}: {problem}"
-    return None
 
 
 @pytest.mark.parametrize(

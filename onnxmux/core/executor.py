@@ -50,12 +50,7 @@ class Plan:
         description = ""
         try:
             for run, ins, outs, frees, description in self.steps:
-                result = run(*[slots[i] for i in ins])
-                if type(result) is tuple:
-                    for slot, value in zip(outs, result):
-                        slots[slot] = value
-                else:
-                    slots[outs[0]] = result
+                store(slots, outs, run(*[slots[i] for i in ins]))
                 for slot in frees:
                     slots[slot] = None
         except OnnxMuxError:
@@ -65,6 +60,15 @@ class Plan:
         return [slots[i] for i in self.output_slots]
 
     __call__ = execute
+
+
+def store(slots: list[Any], outs: tuple[int, ...], result: Any) -> None:
+    """Write a kernel's result to its output slots: a tuple holds one value per output."""
+    if type(result) is tuple:
+        for slot, value in zip(outs, result):
+            slots[slot] = value
+    else:
+        slots[outs[0]] = result
 
 
 SubgraphRunner = Callable[[Sequence[Any], Sequence[Any]], list]
@@ -145,12 +149,7 @@ class ParallelPlan(Plan):
                 return
             run, ins, outs, _, description = self.steps[index]
             try:
-                result = run(*[slots[i] for i in ins])
-                if type(result) is tuple:
-                    for slot, value in zip(outs, result):
-                        slots[slot] = value
-                else:
-                    slots[outs[0]] = result
+                store(slots, outs, run(*[slots[i] for i in ins]))
             except Exception as exc:
                 with lock:
                     if state["error"] is None:
