@@ -89,10 +89,6 @@ class SlotTable:
             self.count += 1
         return slot
 
-    def input_slot(self, value: ir.Value | None) -> int:
-        """The slot read for a node input (NONE_SLOT for a missing optional one)."""
-        return NONE_SLOT if value is None or not value.name else self.slots[value]
-
 
 def liveness(steps: list[list], keep: set[int]) -> None:
     """Fill each step's free list: a slot is released after the last step that reads it.

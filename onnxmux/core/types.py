@@ -41,12 +41,6 @@ class TypeInfo:
             return f"map({dtype_name(self.key)},{inner})"
         return "unknown"
 
-    def static_shape(self) -> tuple[int, ...] | None:
-        """The shape when every dim is a known int, else None."""
-        if self.shape is None or not all(isinstance(d, int) for d in self.shape):
-            return None
-        return self.shape  # type: ignore[return-value]
-
 
 UNKNOWN = TypeInfo("unknown")
 
