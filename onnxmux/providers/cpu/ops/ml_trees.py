@@ -143,6 +143,16 @@ def _same_length(ctx: NodeContext, prefix: str, arrays: dict[str, np.ndarray]) -
         raise ctx.error(f"the {prefix}* attributes differ in length ({detail})")
 
 
+def _missing_tracks(ctx: NodeContext, nodes: dict[str, np.ndarray]) -> np.ndarray:
+    """Each node's missing-value track (0 when the attribute is absent), after checking that the
+    node attributes, the tracks included, all have one entry per node."""
+    tracks = _ints(ctx, "nodes_missing_value_tracks_true")
+    if tracks.size:
+        nodes["missing_value_tracks_true"] = tracks
+    _same_length(ctx, "nodes_", nodes)
+    return tracks if tracks.size else np.zeros(nodes["featureids"].size, np.int64)
+
+
 def _membership_sets(ctx: NodeContext, mode: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
     """(nodes, K) NaN-padded set of each BRANCH_MEMBER node, from NaN-delimited membership_values."""
     member_nodes = np.flatnonzero(mode == _MEMBER)
@@ -173,10 +183,7 @@ def _forest_v5(ctx: NodeContext) -> _Forest:
         "falsenodeids": _ints(ctx, "nodes_falsenodeids"),
         "falseleafs": _ints(ctx, "nodes_falseleafs"),
     }
-    tracks = _ints(ctx, "nodes_missing_value_tracks_true")
-    if tracks.size:
-        nodes["missing_value_tracks_true"] = tracks
-    _same_length(ctx, "nodes_", nodes)
+    tracks = _missing_tracks(ctx, nodes)
     leaf_weights = np.asarray(ctx.attr("leaf_weights")).ravel()
     leaf_targets = _ints(ctx, "leaf_targetids")
     _same_length(ctx, "leaf_", {"weights": leaf_weights, "targetids": leaf_targets})
@@ -195,7 +202,7 @@ def _forest_v5(ctx: NodeContext) -> _Forest:
         feature=np.concatenate([nodes["featureids"], leaf_pad]),
         threshold=np.concatenate([splits, np.zeros(n_leaves, dtype=splits.dtype)]),
         mode=mode,
-        nan_true=np.concatenate([tracks if tracks.size else np.zeros(n, np.int64), leaf_pad]),
+        nan_true=np.concatenate([tracks, leaf_pad]),
         members=_membership_sets(ctx, mode, splits.dtype),
         leaf_node=n + np.arange(n_leaves),
         leaf_target=leaf_targets,
@@ -226,10 +233,7 @@ def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
         "truenodeids": _ints(ctx, "nodes_truenodeids"),
         "falsenodeids": _ints(ctx, "nodes_falsenodeids"),
     }
-    tracks = _ints(ctx, "nodes_missing_value_tracks_true")
-    if tracks.size:
-        nodes["missing_value_tracks_true"] = tracks
-    _same_length(ctx, "nodes_", nodes)
+    tracks = _missing_tracks(ctx, nodes)
     leaves = {
         "treeids": _ints(ctx, f"{prefix}_treeids"),
         "nodeids": _ints(ctx, f"{prefix}_nodeids"),
@@ -269,7 +273,7 @@ def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
         feature=nodes["featureids"],
         threshold=nodes["values"],
         mode=mode,
-        nan_true=tracks if tracks.size else np.zeros(mode.size, np.int64),
+        nan_true=tracks,
         members=None,
         leaf_node=locate(leaves["treeids"], leaves["nodeids"]),
         leaf_target=leaves["ids"],
