@@ -17,6 +17,8 @@ from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import PatternRule, Rule
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.provider import CompileProvider, DataTransfer, ExecutionProvider, KernelProvider, Subgraph
+from onnxmux.core.iobinding import IOBinding
+from onnxmux.core.ortvalue import OrtValue, OrtValueVector
 from onnxmux.core.registry import KernelRegistry
 from onnxmux.core.session import InferenceSession
 
@@ -31,10 +33,13 @@ __all__ = [
     "InferenceSession",
     "InvalidArgument",
     "InvalidGraph",
+    "IOBinding",
     "KernelProvider",
     "KernelRegistry",
     "ModelMetadata",
     "NodeArg",
+    "OrtValue",
+    "OrtValueVector",
     "OnnxMuxError",
     "PatternRule",
     "ProviderError",

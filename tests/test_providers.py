@@ -26,6 +26,16 @@ class DeviceArray:
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The held array's shape (device arrays describe themselves without a copy)."""
+        return self.array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The held array's element type."""
+        return self.array.dtype
+
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("a test-device array reached host code without a copy")
 

@@ -56,7 +56,7 @@ def test_overriding_an_initializer(session) -> None:
         ({"x": np.ones((1, 3), np.float64)}, None, ["'x'", "tensor(float)", "tensor(double)"]),
         ({"x": np.ones((3,), np.float32)}, None, ["'x'", "rank 2", "rank 1"]),
         ({"x": np.ones((2, 4), np.float32)}, None, ["'x'", "dimension 1 must be 3", "got 4"]),
-        ({"x": [[1.0, 2.0, 3.0]]}, None, ["'x'", "tensor(float)", "list"]),
+        ({"x": [[1.0, "one", 3.0]]}, None, ["'x'", "tensor(float)", "list", "does not convert"]),
         ({"x": np.ones((1, 3), np.float32)}, ["nope"], ["unknown output name", "'nope'", "y"]),
     ],
 )

@@ -71,6 +71,7 @@ class _PlanBuilder:
         self.table = SlotTable()
         self.location: dict[int, str] = {}
         self.copy_slots: dict[tuple[int, str], int] = {}
+        self.copied_from: dict[int, int] = {}
         self.copies: list[Copy] = []
         self.constants: dict[ir.Value, Any] = {}
         self.template_extra: dict[int, Any] = {}
@@ -144,6 +145,8 @@ class _PlanBuilder:
             self.outer_slots,
             tuple(output_slots),
             tuple((s[0], s[1], s[2], tuple(s[3]), s[4]) for s in self.steps),
+            dict(self.location),
+            self.copied_from,
         )
 
     def _unit_step(self, unit: Unit) -> list:
@@ -183,24 +186,27 @@ class _PlanBuilder:
         copied = self.copy_slots[key] = self.table.count
         self.table.count += 1
         self.location[copied] = device
-        move = self._mover(source, device)
+        move = mover(self.compiler.transfers, source, device)
         if value in self.constants:  # initializers move once, at session creation
             self.template_extra[copied] = move(self.constants[value])
         else:
+            self.copied_from[copied] = slot
             self.copies.append(Copy(value.name, source, device))
             self.steps.append([move, (slot,), (copied,), [], f"copy of '{value.name}' from {source} to {device}"])
         return copied
 
-    def _mover(self, source: str, target: str) -> Callable[[Any], Any]:
-        down = self.compiler.transfers.get(source)
-        up = self.compiler.transfers.get(target)
-        if down is not None and up is not None:
-            return lambda v: up.to_device(down.to_host(v))
-        if down is not None:
-            return down.to_host
-        if up is not None:
-            return up.to_device
-        return _identity
+
+def mover(transfers: Mapping[str, Any], source: str, target: str) -> Callable[[Any], Any]:
+    """The function moving a value from device ``source`` to ``target`` through the host."""
+    down = transfers.get(source)
+    up = transfers.get(target)
+    if down is not None and up is not None:
+        return lambda v: up.to_device(down.to_host(v))
+    if down is not None:
+        return down.to_host
+    if up is not None:
+        return up.to_device
+    return _identity
 
 
 def _identity(value: Any) -> Any:

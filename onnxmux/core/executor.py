@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import onnx_ir as ir
@@ -34,6 +34,10 @@ class Plan:
     outer_slots: tuple[int, ...]
     output_slots: tuple[int, ...]
     steps: tuple[Step, ...]
+    #: The device of each slot placed by the compiler (absent: the host), for rebinding (``placement.py``).
+    locations: dict[int, str] = field(default_factory=dict)
+    #: Slots written by copy steps, with the slot each copies.
+    copied_from: dict[int, int] = field(default_factory=dict)
 
     def initial_slots(self, inputs: Sequence[Any], outer: Sequence[Any]) -> list[Any]:
         """A run's private slot list: the constants, then the inputs and outer values."""
@@ -116,7 +120,10 @@ class ParallelPlan(Plan):
     """
 
     def __init__(self, plan: Plan, threads: int) -> None:
-        super().__init__(plan.template, plan.input_slots, plan.outer_slots, plan.output_slots, plan.steps)
+        super().__init__(
+            plan.template, plan.input_slots, plan.outer_slots, plan.output_slots, plan.steps, plan.locations, plan.copied_from
+        )
+        self.threads = threads
         producer = {slot: i for i, step in enumerate(self.steps) for slot in step[2]}
         self.deps = [{producer[s] for s in step[1] if s in producer} for step in self.steps]
         self.roots = [i for i, deps in enumerate(self.deps) if not deps]

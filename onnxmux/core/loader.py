@@ -15,7 +15,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core.errors import InvalidGraph, UnsupportedModel
+from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
@@ -87,7 +87,7 @@ def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidGraph(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
+        raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
     return _parse(data, f"'{path}'"), path.resolve().parent
 
 
@@ -96,7 +96,7 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     try:
         proto.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise InvalidGraph(f"{what} is not a valid ONNX model (truncated or not protobuf): {exc}") from exc
+        raise InvalidProtobuf(f"{what} is not a valid ONNX model (truncated or not protobuf): {exc}") from exc
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InvalidGraph(f"{what} is not an ONNX model: it has no graph or no IR version")
     return proto

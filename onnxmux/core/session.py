@@ -11,20 +11,22 @@ import numpy as np
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
+from onnxmux.core.feeds import InputSpec, detach, missing_input, unknown_name
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import select_providers
+from onnxmux.core.session_compat import SessionCompat
 from onnxmux.core.threads import limit_blas_threads
-from onnxmux.core.types import TypeInfo, dtype_name
+from onnxmux.core.types import TypeInfo
 from onnxmux.partition.plan import ExecutionPlan
 
 logger = logging.getLogger("onnxmux")
 
 
-class InferenceSession:
+class InferenceSession(SessionCompat):
     """Loads a model once, then runs it on input feeds; safe to ``run`` from several threads."""
 
     def __init__(
@@ -65,10 +67,11 @@ class InferenceSession:
             threads = self._options.inter_op_num_threads or os.cpu_count() or 1
             self._plan = ParallelPlan(self._plan, threads)
         initializers = set(graph.initializers.values())
-        self._inputs = [_InputSpec(v.name, compiler.type_of(v), v in initializers) for v in graph.inputs]
+        self._inputs = [InputSpec(v.name, compiler.type_of(v), v in initializers) for v in graph.inputs]
         self._input_index = {spec.name: i for i, spec in enumerate(self._inputs)}
         self._outputs = [(v.name, compiler.type_of(v)) for v in graph.outputs]
         self._output_index = {name: i for i, (name, _) in enumerate(self._outputs)}
+        self._placed_plans: dict = {}  # plan variants for device-bound inputs and outputs (iobinding.py)
 
     # -- metadata -----------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -130,8 +133,9 @@ class InferenceSession:
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
-        values = self._plan.execute(self._feed_values(input_feed))
-        return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
+        feeds = self._feed_values(input_feed)
+        values = self._plan.execute(feeds)
+        return detach([_as_output(values[i], self._outputs[i][1]) for i in wanted], feeds)
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:
         if not output_names:
@@ -139,79 +143,34 @@ class InferenceSession:
         positions = []
         for name in output_names:
             if name not in self._output_index:
-                known = ", ".join(n for n, _ in self._outputs)
-                raise InvalidArgument(f"unknown output name '{name}'; the model's outputs are: {known}")
+                raise unknown_name("output", name, [n for n, _ in self._outputs])
             positions.append(self._output_index[name])
         return positions
 
-    def _feed_values(self, feed: dict[str, Any]) -> list[Any]:
+    def _unknown_input(self, name: str) -> InvalidArgument:
+        return unknown_name("input", name, [s.name for s in self._inputs])
+
+    def _feed_values(self, feed: dict[str, Any], placed: Any = ()) -> list[Any]:
+        """The plan's input values; positions in ``placed`` hold device values already checked."""
         if not isinstance(feed, dict):
             raise InvalidArgument(f"input_feed must be a dict of input name to value, got {type(feed).__name__}")
         for name in feed:
             if name not in self._input_index:
-                known = ", ".join(s.name for s in self._inputs)
-                raise InvalidArgument(f"unknown input name '{name}'; the model's inputs are: {known}")
+                raise self._unknown_input(name)
         values = []
-        for spec, slot in zip(self._inputs, self._plan.input_slots):
-            if spec.name in feed:
+        for position, (spec, slot) in enumerate(zip(self._inputs, self._plan.input_slots)):
+            if position in placed:
+                values.append(feed[spec.name])
+            elif spec.name in feed:
                 values.append(spec.check(feed[spec.name]))
             elif spec.has_default:
                 values.append(self._plan.template[slot])
             elif spec.type.kind == "optional":
                 values.append(None)
             else:
-                raise InvalidArgument(f"missing input '{spec.name}' ({spec.type.onnx_name})")
+                required = [s.name for s in self._inputs if not s.has_default and s.type.kind != "optional"]
+                raise missing_input(spec, list(feed), [n for n in required if n not in feed])
         return values
-
-
-class _InputSpec:
-    """A graph input's declared type, and the check of a value fed for it."""
-
-    def __init__(self, name: str, type_: TypeInfo | None, has_default: bool) -> None:
-        self.name = name
-        self.type = type_ or TypeInfo("unknown")
-        self.has_default = has_default
-
-    def check(self, value: Any) -> Any:
-        """The value, converted to an array for tensor inputs; InvalidArgument when it does not fit."""
-        t = self.type
-        if t.kind != "tensor":
-            return self._check_container(value)
-        if not isinstance(value, np.ndarray):
-            if isinstance(value, (list, dict)) or value is None:
-                raise InvalidArgument(
-                    f"input '{self.name}': expected {t.onnx_name}, got {type(value).__name__}"
-                )
-            value = np.asarray(value)
-        if t.dtype is not None and value.dtype != t.dtype:
-            raise InvalidArgument(
-                f"input '{self.name}': expected {t.onnx_name}, got tensor({dtype_name(value.dtype)})"
-            )
-        if t.shape is not None:
-            if value.ndim != len(t.shape):
-                raise InvalidArgument(
-                    f"input '{self.name}': expected rank {len(t.shape)} with shape {_fmt(t.shape)}, "
-                    f"got rank {value.ndim} with shape {list(value.shape)}"
-                )
-            for axis, (want, got) in enumerate(zip(t.shape, value.shape)):
-                if isinstance(want, int) and want != got:
-                    raise InvalidArgument(
-                        f"input '{self.name}': dimension {axis} must be {want} (shape {_fmt(t.shape)}), "
-                        f"got {got} (shape {list(value.shape)})"
-                    )
-        return value
-
-    def _check_container(self, value: Any) -> Any:
-        kind = self.type.kind
-        if kind == "sequence" and not isinstance(value, list):
-            raise InvalidArgument(f"input '{self.name}': expected {self.type.onnx_name} (a list), got {type(value).__name__}")
-        if kind == "map" and not isinstance(value, dict):
-            raise InvalidArgument(f"input '{self.name}': expected {self.type.onnx_name} (a dict), got {type(value).__name__}")
-        return value
-
-
-def _fmt(shape: tuple) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _as_output(value: Any, declared: TypeInfo | None) -> Any:

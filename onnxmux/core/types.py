@@ -30,12 +30,12 @@ class TypeInfo:
 
     @property
     def onnx_name(self) -> str:
-        """The type as onnxruntime spells it, e.g. ``tensor(float)``."""
+        """The type as onnxruntime spells it: ``tensor(float)``, ``seq(tensor(float))``, ``map(string,tensor(float))``."""
         if self.kind == "tensor":
             return f"tensor({dtype_name(self.dtype)})"
         if self.kind in ("sequence", "optional"):
             inner = self.elem.onnx_name if self.elem else "undefined"
-            return f"{self.kind}({inner})"
+            return f"{'seq' if self.kind == 'sequence' else self.kind}({inner})"
         if self.kind == "map":
             inner = self.elem.onnx_name if self.elem else "undefined"
             return f"map({dtype_name(self.key)},{inner})"
