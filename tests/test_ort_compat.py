@@ -3,7 +3,10 @@ exceptions, module functions, session and run options, feeds and outputs, optimi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +136,68 @@ def test_run_async_calls_back_with_results_or_the_error(session) -> None:
     assert done.wait(30)
     results, _, error, _ = seen.pop()
     assert results == [] and "Unexpected input data type" in error
+
+
+# -- 3. module paths, exceptions, running onnxruntime programs ------------------------------------
+def test_capi_module_paths_hold_onnxmux_classes() -> None:
+    from onnxmux.capi import _pybind_state, onnxruntime_inference_collection, onnxruntime_pybind11_state as C
+
+    for name in ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+                 "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail"):
+        cls = getattr(C, name)
+        assert issubclass(cls, C.Fail) and issubclass(cls, ort.OnnxMuxError) and getattr(_pybind_state, name) is cls
+    for name in ("OrtValue", "OrtValueVector", "SessionOptions", "RunOptions", "GraphOptimizationLevel", "ExecutionMode",
+                 "ExecutionOrder", "OrtDevice", "OrtMemoryInfo", "OrtArenaCfg", "OrtMemType", "OrtAllocatorType"):
+        assert getattr(C, name) is getattr(ort, name)
+    assert ort.InvalidArgument is C.InvalidArgument and issubclass(ort.InvalidArgument, ValueError)
+    assert issubclass(ort.UnsupportedOperator, C.NotImplemented) and issubclass(ort.RuntimeFailure, C.RuntimeException)
+    assert issubclass(ort.EPFail, ort.ProviderError)
+    collection = onnxruntime_inference_collection
+    assert collection.InferenceSession is ort.InferenceSession and collection.IOBinding is ort.IOBinding
+    assert collection.OrtValue is ort.OrtValue and collection.OrtDevice is ort.OrtDevice
+    with pytest.warns(UserWarning) as caught:
+        names, options = collection.check_and_normalize_provider_args(
+            ["CPUExecutionProvider", ("CPUExecutionProvider", {"a": 1}), ("X", {"n": 2})], None, ["CPUExecutionProvider"]
+        )
+    assert (names, options) == (["CPUExecutionProvider", "X"], [{}, {"n": "2"}])
+    assert sorted(str(w.message).split()[0] for w in caught) == ["Duplicate", "Specified"]
+    with pytest.raises(ValueError, match="should be the same length"):
+        collection.check_and_normalize_provider_args(["a"], [{}, {}], [])
+
+
+def test_errors_are_caught_by_onnxruntime_except_clauses(tmp_path) -> None:
+    from onnxmux.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf, NoSuchFile
+
+    with pytest.raises(NoSuchFile):
+        ort.InferenceSession(str(tmp_path / "absent.onnx"))
+    with pytest.raises(InvalidProtobuf):
+        ort.InferenceSession(b"\x08\x07not a model at all")
+    with pytest.raises(Fail):
+        ort.InferenceSession(affine_relu_model().SerializeToString()).run(None, {"x": X.astype(np.int32)})
+    with pytest.raises(InvalidArgument):
+        ort.InferenceSession(affine_relu_model().SerializeToString(), providers=["NoSuchExecutionProvider"])
+
+
+def test_compat_runner_aliases_onnxruntime(tmp_path) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(
+        "import sys\n"
+        "import onnxruntime\n"
+        "import onnxruntime.capi.onnxruntime_pybind11_state as C\n"
+        "from onnxruntime.capi._pybind_state import OrtValue\n"
+        "from onnxruntime.capi.onnxruntime_inference_collection import InferenceSession\n"
+        "print(onnxruntime.__name__, C.InvalidArgument.__module__, InferenceSession.__module__, sys.argv[1:])\n"
+    )
+    done = subprocess.run([sys.executable, "-m", "onnxmux.compat", str(script), "a", "b"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["onnxmux", "onnxmux.core.errors", "onnxmux.core.session", "['a',", "'b']"]
+
+
+def test_onnxruntime_example_gives_the_same_output_on_both_runtimes() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "onnxruntime_program.py"
+    reference = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300)
+    ours = subprocess.run([sys.executable, "-m", "onnxmux.compat", str(example)], capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert "probs:" in reference.stdout and "caught a bad feed" in reference.stdout
+    assert ours.stdout == reference.stdout

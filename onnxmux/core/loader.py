@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
 import numpy as np
 import onnx
@@ -45,9 +45,12 @@ class LoadedModel:
         return {("" if d == "ai.onnx" else d): v for d, v in self.model.opset_imports.items()}
 
 
-def load(source: ModelSource) -> LoadedModel:
-    """Load a model from a path, serialized bytes or a ModelProto."""
+def load(source: ModelSource, adjust: Callable[[onnx.ModelProto, Path], None] | None = None) -> LoadedModel:
+    """Load a model from a path, serialized bytes or a ModelProto; ``adjust`` may change the parsed
+    proto first (the session options that act on the model, ``model_options.py``)."""
     proto, base_dir = _read(source)
+    if adjust is not None:
+        adjust(proto, base_dir)
     _check_model(proto)
     check_external_data(proto, base_dir)
     _densify_sparse(proto.graph)

@@ -9,12 +9,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxmux.core.compiler import GraphCompiler
-from onnxmux.core.errors import InvalidArgument
+from onnxmux.core.errors import EPFail, InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.feeds import InputSpec, detach, missing_input, unknown_name
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
-from onnxmux.core.optimizer import optimize, save_optimized
+from onnxmux.core.optimizer import optimize
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import select_providers
@@ -38,10 +38,11 @@ class InferenceSession(SessionCompat):
         disabled_optimizers: Sequence[str] | None = None,
     ) -> None:
         self._options = sess_options or SessionOptions()
+        self._source = (path_or_bytes, disabled_optimizers)  # set_providers rebuilds from it
+        self._model = load(path_or_bytes, adjust=self._adjust_model)
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
-        self._model = load(path_or_bytes)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -62,7 +63,7 @@ class InferenceSession(SessionCompat):
         if self._profiler is not None:
             self._plan = self._profiler.instrument(self._plan)
         if self._options.optimized_model_filepath:
-            save_optimized(self._model.model, self._options.optimized_model_filepath)
+            self._save_optimized()
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
             threads = self._options.inter_op_num_threads or os.cpu_count() or 1
             self._plan = ParallelPlan(self._plan, threads)
@@ -134,7 +135,10 @@ class InferenceSession(SessionCompat):
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
         feeds = self._feed_values(input_feed)
-        values = self._plan.execute(feeds)
+        try:
+            values = self._plan.execute(feeds)
+        except EPFail as error:
+            values = self._fall_back(error).execute(feeds)
         return detach([_as_output(values[i], self._outputs[i][1]) for i in wanted], feeds)
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:

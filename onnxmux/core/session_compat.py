@@ -6,12 +6,26 @@ run variants, provider changes and fallback, graph-assignment and memory informa
 
 from __future__ import annotations
 
+import logging
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import onnx
+
 from onnxmux.core.devices import CPU
+from onnxmux.core.discovery import get_available_providers
+from onnxmux.core.errors import EPFail, Fail, InvalidArgument
 from onnxmux.core.iobinding import IOBinding, run_placed
+from onnxmux.core.memory import OrtMemoryInfo
+from onnxmux.core.model_options import adjust_model, options_from_model
+from onnxmux.core.optimizer import save_optimized
 from onnxmux.core.ortvalue import OrtValue
+from onnxmux.core.provider import HOST
+from onnxmux.core.selection import select_providers
+
+logger = logging.getLogger("onnxmux")
 
 
 class SessionCompat:
@@ -51,3 +65,115 @@ class SessionCompat:
             callback(results, user_data, error)
 
         threading.Thread(target=work, name="onnxmux-run-async", daemon=True).start()
+
+    # -- providers and fallback ---------------------------------------------------------
+    #: Whether a run that fails with EPFail is retried once on the CPU provider (onnxruntime's default).
+    _enable_fallback = True
+
+    def set_providers(self, providers: Sequence[Any] | None = None, provider_options: Sequence[dict] | None = None) -> None:
+        """Re-create the session on other providers (re-partitioning the model); an unknown
+        provider raises and leaves the session as it was."""
+        if providers is None:
+            providers = get_available_providers()
+        select_providers(providers, provider_options)  # validate before anything changes
+        source, disabled = self._source
+        type(self).__init__(self, source, self._options, providers, provider_options, disabled)
+
+    def enable_fallback(self) -> None:
+        """Retry a run that failed with EPFail once on the CPU provider (the default)."""
+        self._enable_fallback = True
+
+    def disable_fallback(self) -> None:
+        """Let EPFail propagate from ``run``."""
+        self._enable_fallback = False
+
+    def _fall_back(self, error: EPFail) -> Any:
+        """The plan to retry on after ``error``, having moved the session to the CPU; re-raises
+        when fallback is disabled. Falls back once, as onnxruntime does."""
+        if not self._enable_fallback:
+            raise error
+        logger.warning("EP Error: %s using %s; falling back to CPUExecutionProvider and retrying", error, self.get_providers())
+        self.set_providers(["CPUExecutionProvider"])
+        self._enable_fallback = False
+        return self._plan
+
+    # -- where things run and live --------------------------------------------------------
+    def get_provider_graph_assignment_info(self) -> list[OrtEpAssignedSubgraph]:
+        """The nodes of each partition and the provider running it; needs the session config entry
+        ``session.record_ep_graph_assignment_info`` set to ``"1"``, as in onnxruntime."""
+        if self._options.config(RECORD_ASSIGNMENT) != "1":
+            raise Fail(
+                f"Session configuration entry '{RECORD_ASSIGNMENT}' must be set to \"1\" to retrieve "
+                "EP graph assignment information."
+            )
+        plan = self._execution_plan
+        kinds = {n["name"]: n for n in plan.nodes}
+        return [
+            OrtEpAssignedSubgraph(
+                p["provider"], [OrtEpAssignedNode(name, kinds[name]["op_type"], kinds[name]["domain"]) for name in p["nodes"]]
+            )
+            for p in plan.partitions
+        ]
+
+    def get_input_memory_infos(self) -> list[OrtMemoryInfo]:
+        """Per input a caller feeds, the memory of the device its first reader runs on."""
+        plan = self._plan
+        infos = []
+        for spec, slot in zip(self._inputs, plan.input_slots):
+            if spec.has_default:
+                continue
+            first = next((step for step in plan.steps if slot in step[1]), None)
+            copied = first is not None and first[2] and first[2][0] in plan.copied_from
+            infos.append(OrtMemoryInfo.of_device(plan.locations.get(first[2][0], HOST) if copied else HOST))
+        return infos
+
+    def get_output_memory_infos(self) -> list[OrtMemoryInfo]:
+        """Per output, the memory of the device that makes it."""
+        plan = self._plan
+        return [
+            OrtMemoryInfo.of_device(plan.locations.get(plan.copied_from.get(slot, slot), HOST))
+            for slot in plan.output_slots
+        ]
+
+    # -- load and save ------------------------------------------------------------------------
+    def _adjust_model(self, proto: onnx.ModelProto, base_dir: Path) -> None:
+        """The loader's hook: options embedded in the model, then the options that change it."""
+        self._options = options_from_model(proto, self._options)
+        adjust_model(proto, base_dir, self._options)
+
+    def _save_optimized(self) -> None:
+        """Write the optimized model to ``optimized_model_filepath``, with onnxruntime's external-data entries."""
+        options = self._options
+        min_size = options.config(EXTERNAL_MIN_SIZE, "1024")
+        try:
+            threshold = int(min_size)
+        except ValueError as exc:
+            raise InvalidArgument(f"session config entry '{EXTERNAL_MIN_SIZE}' must be an integer, got {min_size!r}") from exc
+        save_optimized(self._model.model, options.optimized_model_filepath, options.config(EXTERNAL_FILE), threshold)
+
+
+#: onnxruntime's session config keys handled here.
+RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
+EXTERNAL_FILE = "session.optimized_model_external_initializers_file_name"
+EXTERNAL_MIN_SIZE = "session.optimized_model_external_initializers_min_size_in_bytes"
+
+
+@dataclass(frozen=True)
+class OrtEpAssignedNode:
+    """A node as ``get_provider_graph_assignment_info`` lists it."""
+
+    name: str
+    op_type: str
+    domain: str
+
+
+@dataclass(frozen=True)
+class OrtEpAssignedSubgraph:
+    """A partition and the provider running it."""
+
+    ep_name: str
+    nodes: list[OrtEpAssignedNode]
+
+    def get_nodes(self) -> list[OrtEpAssignedNode]:
+        """The partition's nodes."""
+        return list(self.nodes)

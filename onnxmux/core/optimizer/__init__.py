@@ -235,18 +235,29 @@ class _Run:
 EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
 
 
-def save_optimized(model: ir.Model, path: str) -> None:
+def save_optimized(model: ir.Model, path: str, data_file: str = "", min_size: int = 256) -> None:
     """Write the (optimized) model to ``path`` as a valid ONNX file, declaring com.onnxmux when used.
 
     Weights go to ``<file name>.data`` beside it when the model's weights were external data
     already (the saved file must not point into the original model's data) or when they would
-    exceed protobuf's 2 GB limit.
+    exceed protobuf's 2 GB limit. ``data_file`` (onnxruntime's
+    ``session.optimized_model_external_initializers_file_name``) names that file and always
+    moves initializers of at least ``min_size`` bytes there.
     """
     if any(node.domain == ONNXMUX_DOMAIN for node in model.graph.all_nodes()):
         model.opset_imports.setdefault(ONNXMUX_DOMAIN, 1)
-    tensors = [v.const_value for g in model.graphs() for v in g.initializers.values() if v.const_value is not None]
-    external = any(isinstance(t, ir.ExternalTensor) for t in tensors)
-    if external or sum(t.nbytes for t in tensors) > EXTERNAL_DATA_BYTES:
-        ir.save(model, path, external_data=Path(path).name + ".data")
+    values = [v for g in model.graphs() for v in g.initializers.values() if v.const_value is not None]
+    external = [v for v in values if isinstance(v.const_value, ir.ExternalTensor)]
+    if data_file or external or sum(v.const_value.nbytes for v in values) > EXTERNAL_DATA_BYTES:
+        # onnx-ir closes the memory map of each external tensor it saves, which fails while the
+        # compiled plan holds arrays over it: save in-memory views of the same bytes instead.
+        originals = {v: v.const_value for v in external}
+        try:
+            for v, tensor in originals.items():
+                v.const_value = ir.Tensor(tensor.numpy(), name=tensor.name)
+            ir.save(model, path, external_data=data_file or Path(path).name + ".data", size_threshold_bytes=min_size)
+        finally:
+            for v, tensor in originals.items():
+                v.const_value = tensor
     else:
         ir.save(model, path)

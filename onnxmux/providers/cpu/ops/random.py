@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from onnxmux.core.runtime_info import new_generator
 from onnxmux.core.types import numpy_dtype
 from onnxmux.providers.cpu.registry import op
 
@@ -25,7 +26,7 @@ def _generator_source(ctx: Any) -> Callable[[], np.random.Generator]:
     """A callable giving the generator for one run (freshly seeded when the node has a seed)."""
     seed = ctx.attr("seed", None)
     if seed is None:
-        shared = np.random.default_rng()
+        shared = new_generator()  # seeded by onnxmux.set_seed when it was called
         return lambda: shared
     # the float seed's bit pattern, so that fractional and negative seeds stay distinct
     bits = int(np.array(float(seed), dtype=np.float64).view(np.uint64))

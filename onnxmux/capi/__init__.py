@@ -1,0 +1,1 @@
+"""The module paths onnxruntime programs import (``onnxruntime.capi....``), answered by onnxmux."""
