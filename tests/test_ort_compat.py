@@ -3,17 +3,24 @@ exceptions, module functions, session and run options, feeds and outputs, optimi
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
-from helpers import affine_relu_model, affine_relu_reference
+import onnxruntime
+from onnx import TensorProto, helper
+from helpers import affine_relu_model, affine_relu_reference, single_node_model
 
 import onnxmux as ort
+from onnxmux.core import runtime_info
+from onnxmux.core.registry import KernelDef
 
 X = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
 
@@ -201,3 +208,320 @@ def test_onnxruntime_example_gives_the_same_output_on_both_runtimes() -> None:
     assert ours.returncode == 0, ours.stderr
     assert "probs:" in reference.stdout and "caught a bad feed" in reference.stdout
     assert ours.stdout == reference.stdout
+
+
+# -- 5. module functions --------------------------------------------------------------------------
+def test_module_functions() -> None:
+    assert ort.get_device() in ("CPU", "GPU")
+    assert ort.get_version_string() == ort.__version__ and ort.__version__ in ort.get_build_info()
+    logger = logging.getLogger("onnxmux")
+    before = logger.level
+    try:
+        ort.set_default_logger_severity(3)
+        assert logger.level == logging.ERROR
+        with pytest.raises(ort.InvalidArgument, match="severity"):
+            ort.set_default_logger_severity(7)
+    finally:
+        logger.setLevel(before)
+    ort.set_default_logger_verbosity(1)
+    ort.enable_telemetry_events()
+    ort.disable_telemetry_events()
+
+
+def test_set_seed_makes_unseeded_random_nodes_repeatable() -> None:
+    model = single_node_model("RandomNormal", [], [("y", TensorProto.FLOAT, [4])], shape=[4], dtype=1)
+    ort.set_seed(123)
+    first = ort.InferenceSession(model.SerializeToString()).run(None, {})[0]
+    ort.set_seed(123)
+    second = ort.InferenceSession(model.SerializeToString()).run(None, {})[0]
+    np.testing.assert_array_equal(first, second)
+    ort.set_seed(124)
+    third = ort.InferenceSession(model.SerializeToString()).run(None, {})[0]
+    runtime_info._seed[0] = None  # other tests' random nodes draw from OS entropy again
+    assert not np.array_equal(first, third)
+
+
+# -- 6. InferenceSession methods --------------------------------------------------------------
+def test_set_providers_repartitions_and_refuses_unknown_names() -> None:
+    sess = ort.InferenceSession(affine_relu_model().SerializeToString(), providers=["CPUExecutionProvider"])
+    sess.set_providers(["TestDeviceExecutionProvider", "CPUExecutionProvider"])
+    assert sess.get_providers() == ["TestDeviceExecutionProvider", "CPUExecutionProvider"]
+    assert {n["provider"] for n in sess.get_execution_plan().nodes} == {"TestDeviceExecutionProvider", "CPUExecutionProvider"}
+    np.testing.assert_allclose(sess.run(None, {"x": X})[0], affine_relu_reference(X), rtol=1e-6)
+    with pytest.raises(ort.InvalidArgument, match="unknown execution provider 'Nope'"):
+        sess.set_providers(["Nope"])
+    assert sess.get_providers() == ["TestDeviceExecutionProvider", "CPUExecutionProvider"]
+    np.testing.assert_allclose(sess.run(None, {"x": X})[0], affine_relu_reference(X), rtol=1e-6)
+
+
+def _failing_relu(ctx, xp):
+    def run(x):
+        raise ort.EPFail("the failing test provider lost its device")
+
+    return run
+
+
+class FailingProvider(ort.KernelProvider):
+    """Claims Relu and fails running it with EPFail."""
+
+    name = "FailingTestExecutionProvider"
+    registry = ort.KernelRegistry()
+    registry.add(KernelDef("Relu", "", 1, _failing_relu))
+
+
+ort.register_provider(FailingProvider)
+
+
+def test_fallback_retries_on_the_cpu_once_unless_disabled() -> None:
+    model = affine_relu_model().SerializeToString()
+    sess = ort.InferenceSession(model, providers=["FailingTestExecutionProvider", "CPUExecutionProvider"])
+    sess.disable_fallback()
+    with pytest.raises(ort.EPFail, match="lost its device"):
+        sess.run(None, {"x": X})
+    sess.enable_fallback()
+    np.testing.assert_allclose(sess.run(None, {"x": X})[0], affine_relu_reference(X), rtol=1e-6)
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_graph_assignment_info_needs_the_config_entry() -> None:
+    model = affine_relu_model().SerializeToString()
+    with pytest.raises(ort.Fail, match="session.record_ep_graph_assignment_info"):
+        ort.InferenceSession(model).get_provider_graph_assignment_info()
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model, options, providers=["TestDeviceExecutionProvider", "CPUExecutionProvider"])
+    info = sess.get_provider_graph_assignment_info()
+    by_provider = {}
+    for subgraph in info:
+        by_provider.setdefault(subgraph.ep_name, []).extend(n.op_type for n in subgraph.get_nodes())
+    assert sorted(by_provider["CPUExecutionProvider"]) == ["Add", "Mul"]
+    assert by_provider["TestDeviceExecutionProvider"] == ["Relu"]
+    assert sess.get_session_options() is options
+
+
+def test_memory_infos_follow_the_plan() -> None:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    on_device = ort.InferenceSession(affine_relu_model().SerializeToString(), options, providers=["TestDeviceExecutionProvider"])
+    (out,) = on_device.get_output_memory_infos()
+    assert (out.name, out.device_id) == ("Testdev", 0)  # Relu runs on the test device
+    (inp,) = on_device.get_input_memory_infos()
+    assert inp.name == "Cpu"  # Mul reads it on the CPU
+    assert inp.mem_type == ort.OrtMemType.DEFAULT
+    cpu = ort.InferenceSession(affine_relu_model().SerializeToString())
+    assert [m.name for m in cpu.get_input_memory_infos() + cpu.get_output_memory_infos()] == ["Cpu", "Cpu"]
+
+
+# -- 7. SessionOptions and RunOptions ---------------------------------------------------------
+def test_options_refuse_unknown_attributes_and_keep_onnxruntime_fields() -> None:
+    options = ort.SessionOptions()
+    with pytest.raises(AttributeError, match="graph_optimisation_level"):
+        options.graph_optimisation_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.use_deterministic_compute = True
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    options.enable_mem_pattern = options.enable_cpu_mem_arena = False
+    options.logid = "session-1"
+    options.profile_file_prefix = "prefix"
+    with pytest.raises(ort.Fail, match="register_custom_op"):
+        options.register_custom_ops_library("libcustom.so")
+    with pytest.raises(ort.InvalidArgument, match="does not have configuration with key: nope"):
+        options.get_session_config_entry("nope")
+    run_options = ort.RunOptions()
+    run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    assert run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    with pytest.raises(ort.InvalidArgument, match="RunOptions does not have configuration with key: zz"):
+        run_options.get_run_config_entry("zz")
+    run_options.run_tag = run_options.logid = "run-1"
+    run_options.log_severity_level = 3
+    with pytest.raises(AttributeError):
+        run_options.terminated = True
+    sess = ort.InferenceSession(affine_relu_model().SerializeToString(), options)
+    np.testing.assert_allclose(sess.run(None, {"x": X}, run_options)[0], affine_relu_reference(X), rtol=1e-6)
+
+
+def test_free_dimension_overrides() -> None:
+    model = affine_relu_model()
+    model.graph.input[0].type.tensor_type.shape.dim[0].denotation = "DATA_BATCH"
+    by_name = ort.SessionOptions()
+    by_name.add_free_dimension_override_by_name("batch", 5)
+    sess = ort.InferenceSession(model.SerializeToString(), by_name)
+    assert sess.get_inputs()[0].shape == [5, 3]
+    with pytest.raises(ort.InvalidArgument, match="Got invalid dimensions for input: x"):
+        sess.run(None, {"x": X[:2]})
+    by_denotation = ort.SessionOptions()
+    by_denotation.add_free_dimension_override_by_denotation("DATA_BATCH", 2)
+    assert ort.InferenceSession(model.SerializeToString(), by_denotation).get_inputs()[0].shape == [2, 3]
+    with pytest.raises(ort.InvalidArgument, match="non-negative int"):
+        by_name.add_free_dimension_override_by_name("batch", -1)
+
+
+def test_initializers_from_ortvalues_and_files_in_memory(tmp_path) -> None:
+    bias = np.array([5.0, 6.0, 7.0], np.float32)
+    options = ort.SessionOptions()
+    options.add_initializer("bias", ort.OrtValue.ortvalue_from_numpy(bias))
+    sess = ort.InferenceSession(affine_relu_model().SerializeToString(), options)
+    np.testing.assert_allclose(sess.run(None, {"x": X})[0], affine_relu_reference(X, bias), rtol=1e-6)
+    wrong = ort.SessionOptions()
+    wrong.add_external_initializers(["scale"], [ort.OrtValue.ortvalue_from_numpy(np.ones(4, np.float32))])
+    with pytest.raises(ort.InvalidArgument, match="'scale' is float32\\[3\\]"):
+        ort.InferenceSession(affine_relu_model().SerializeToString(), wrong)
+    onnx.save(affine_relu_model(), str(tmp_path / "m.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    data = (tmp_path / "weights.bin").read_bytes()
+    (tmp_path / "weights.bin").unlink()
+    with pytest.raises(ort.InvalidGraph, match="does not exist"):
+        ort.InferenceSession(str(tmp_path / "m.onnx"))
+    in_memory = ort.SessionOptions()
+    in_memory.add_external_initializers_from_files_in_memory(["weights.bin"], [np.frombuffer(data, np.uint8)], [len(data)])
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), in_memory)
+    np.testing.assert_allclose(sess.run(None, {"x": X})[0], affine_relu_reference(X), rtol=1e-6)
+
+
+def test_session_options_embedded_in_the_model(monkeypatch) -> None:
+    model = affine_relu_model()
+    onnx.helper.set_model_props(model, {"ort_config": json.dumps({"session_options": {"graph_optimization_level": 0, "intra_op_num_threads": 1}})})
+    options = ort.SessionOptions()
+    monkeypatch.delenv("ORT_LOAD_CONFIG_FROM_MODEL", raising=False)
+    sess = ort.InferenceSession(model.SerializeToString(), options)
+    assert sess.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    monkeypatch.setenv("ORT_LOAD_CONFIG_FROM_MODEL", "1")
+    sess = ort.InferenceSession(model.SerializeToString(), options)
+    effective = sess.get_session_options()
+    assert effective.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert effective.intra_op_num_threads == 1 and options.intra_op_num_threads == 0  # the caller's object is kept
+    onnx.helper.set_model_props(model, {"ort_config": json.dumps({"session_options": {"no_such_option": 1}})})
+    with pytest.raises(ort.InvalidGraph, match="unknown session option 'no_such_option'"):
+        ort.InferenceSession(model.SerializeToString())
+
+
+# -- 8. feeds and outputs ---------------------------------------------------------------------
+def passthrough_model() -> onnx.ModelProto:
+    """Strings, int64s and floats through Identity nodes; ``x`` is also a graph output itself."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["s"], ["s_out"]),
+            helper.make_node("Identity", ["n"], ["n_out"]),
+            helper.make_node("Identity", ["x"], ["x_copy"]),
+        ],
+        "passthrough",
+        [
+            helper.make_tensor_value_info("s", TensorProto.STRING, ["k"]),
+            helper.make_tensor_value_info("n", TensorProto.INT64, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+        ],
+        [
+            helper.make_tensor_value_info("s_out", TensorProto.STRING, ["k"]),
+            helper.make_tensor_value_info("n_out", TensorProto.INT64, []),
+            helper.make_tensor_value_info("x_copy", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="module")
+def passthrough() -> ort.InferenceSession:
+    return ort.InferenceSession(passthrough_model().SerializeToString())
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [np.array(["ab", "c"]), np.array([b"ab", b"c"]), np.array(["ab", b"c"], dtype=object), ["ab", "c"]],
+    ids=["str_", "bytes_", "object", "list"],
+)
+def test_string_feeds_in_every_form(passthrough, strings) -> None:
+    x = np.zeros((2, 3), np.float32)
+    s_out, n_out, _, _ = passthrough.run(None, {"s": strings, "n": 4, "x": x})
+    assert s_out.dtype == object and list(s_out) == ["ab", "c"]
+    assert n_out.dtype == np.int64 and n_out.shape == () and int(n_out) == 4
+
+
+def test_lists_scalars_and_strided_arrays_take_the_declared_type(passthrough) -> None:
+    strided = np.arange(12, dtype=np.float32).reshape(2, 6)[:, ::2]
+    assert not strided.flags.c_contiguous
+    _, n_out, x_copy, _ = passthrough.run(None, {"s": ["a"], "n": np.int32(7).item(), "x": strided})
+    np.testing.assert_array_equal(x_copy, strided)
+    _, _, from_list, _ = passthrough.run(None, {"s": ["a"], "n": 1, "x": [[1, 2, 3], [4, 5, 6]]})
+    assert from_list.dtype == np.float32 and from_list[1, 2] == 6
+    with pytest.raises(ort.InvalidArgument, match="element 0 is a int, not a string"):
+        passthrough.run(None, {"s": np.array([1], dtype=object), "n": 1, "x": strided})
+    with pytest.raises(ort.InvalidArgument, match="not UTF-8"):
+        passthrough.run(None, {"s": np.array([b"\xff"]), "n": 1, "x": strided})
+
+
+def test_outputs_never_alias_the_callers_inputs(passthrough) -> None:
+    x = np.ones((2, 3), np.float32)
+    _, _, x_copy, x_out = passthrough.run(None, {"s": ["a"], "n": 1, "x": x})
+    assert not np.shares_memory(x_out, x) and not np.shares_memory(x_copy, x)
+    x_out[0, 0] = 9.0
+    assert x[0, 0] == 1.0
+
+
+def test_node_arg_types_are_spelt_as_in_onnxruntime() -> None:
+    optional = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2]))
+    zipmap_out = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("SequenceLength", ["s"], ["n"]),
+            helper.make_node("OptionalHasElement", ["o"], ["h"]),
+            helper.make_node("ZipMap", ["p"], ["z"], domain="ai.onnx.ml", classlabels_strings=["a", "b"]),
+        ],
+        "types",
+        [
+            helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None),
+            helper.make_value_info("o", optional),
+            helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 2]),
+        ],
+        [
+            helper.make_tensor_value_info("n", TensorProto.INT64, []),
+            helper.make_tensor_value_info("h", TensorProto.BOOL, []),
+            helper.make_value_info("z", zipmap_out),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("ai.onnx.ml", 3)])
+    sess = ort.InferenceSession(model.SerializeToString())
+    assert [(i.type, i.shape) for i in sess.get_inputs()] == [
+        ("seq(tensor(float))", []), ("optional(tensor(float))", [2]), ("tensor(float)", [1, 2])
+    ]
+    assert sess.get_outputs()[2].type == "seq(map(string,tensor(float)))"
+    n, h, z = sess.run(None, {"s": [np.ones(2, np.float32)], "o": np.ones(2, np.float32), "p": [[0.25, 0.75]]})
+    assert (int(n), bool(h), z) == (1, True, [{"a": 0.25, "b": 0.75}])
+
+
+def test_error_texts_carry_onnxruntime_wording(session) -> None:
+    cases = [
+        ({}, None, "Required inputs (['x']) are missing from input feed ([])."),
+        ({"x": X, "q": X}, None, "Invalid input name: q"),
+        ({"x": X}, ["nope"], "Invalid output name:nope"),
+        ({"x": X[0]}, None, "Invalid rank for input: x Got: 1 Expected: 2"),
+        ({"x": X.astype(np.float64)}, None, "Unexpected input data type. Actual: (tensor(double)) , expected: (tensor(float))"),
+    ]
+    for feed, outputs, wording in cases:
+        with pytest.raises(ort.InvalidArgument) as info:
+            session.run(outputs, feed)
+        assert wording in str(info.value)
+
+
+# -- 9. optimized models with external data ------------------------------------------------------
+def test_saving_an_optimized_model_whose_weights_are_external(tmp_path) -> None:
+    onnx.save(affine_relu_model(), str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), options)  # raised BufferError while the plan held the weights
+    expected = affine_relu_reference(X)
+    np.testing.assert_allclose(sess.run(None, {"x": X})[0], expected, rtol=1e-6)
+    assert (tmp_path / "opt.onnx.data").exists()
+    np.testing.assert_allclose(ort.InferenceSession(str(tmp_path / "opt.onnx")).run(None, {"x": X})[0], expected, rtol=1e-6)
+
+    named = ort.SessionOptions()
+    named.optimized_model_filepath = str(tmp_path / "named.onnx")
+    named.add_session_config_entry("session.optimized_model_external_initializers_file_name", "named_weights.bin")
+    named.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "0")
+    ort.InferenceSession(affine_relu_model().SerializeToString(), named)
+    saved = onnx.load(str(tmp_path / "named.onnx"), load_external_data=False)
+    locations = {e.value for t in saved.graph.initializer for e in t.external_data if e.key == "location"}
+    assert locations == {"named_weights.bin"}
+    reference = onnxruntime.InferenceSession(str(tmp_path / "named.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(reference.run(None, {"x": X})[0], expected, rtol=1e-6)

@@ -18,8 +18,11 @@ class NodeArg:
     @classmethod
     def from_type(cls, name: str, info: TypeInfo) -> NodeArg:
         """The NodeArg of a value of type ``info``."""
-        shape = list(info.shape) if info.shape is not None else None
-        if info.kind != "tensor":
+        if info.kind == "optional" and info.elem is not None and info.elem.kind == "tensor":
+            shape = list(info.elem.shape) if info.elem.shape is not None else []  # as onnxruntime shows it
+        elif info.kind == "tensor":
+            shape = list(info.shape) if info.shape is not None else None
+        else:
             shape = [] if info.kind != "unknown" else None
         return cls(name, shape, info.onnx_name)
 

@@ -92,7 +92,7 @@ def _from_ir_type(t: ir.TypeProtocol, shape: ir.Shape | None = None) -> TypeInfo
     if isinstance(t, ir.SequenceType):
         return TypeInfo("sequence", elem=_from_ir_type(t.elem_type))
     if isinstance(t, ir.OptionalType):
-        return TypeInfo("optional", elem=_from_ir_type(t.elem_type))
+        return TypeInfo("optional", elem=_from_ir_type(t.elem_type, shape))
     if isinstance(t, ir.SparseTensorType):
         return TypeInfo("sparse_tensor", _safe_dtype(t.dtype), _shape_of(shape))
     return UNKNOWN
