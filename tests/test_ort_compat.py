@@ -125,6 +125,14 @@ def test_run_with_ort_values(session) -> None:
     np.testing.assert_allclose(y.numpy(), affine_relu_reference(X), rtol=1e-6)
 
 
+def test_run_with_ortvaluevector(session) -> None:
+    feeds, fetches = ort.OrtValueVector(), ort.OrtValueVector()
+    feeds.push_back(ort.OrtValue.ortvalue_from_numpy(X))
+    session.run_with_ortvaluevector(ort.RunOptions(), ["x"], feeds, ["y"], fetches, [ort.OrtDevice.make("cpu", 0)])
+    assert len(fetches) == 1 and fetches[0].device_name() == "cpu"
+    np.testing.assert_allclose(fetches[0].numpy(), affine_relu_reference(X), rtol=1e-6)
+
+
 def test_run_async_calls_back_with_results_or_the_error(session) -> None:
     done = threading.Event()
     seen: list = []

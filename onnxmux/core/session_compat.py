@@ -18,10 +18,10 @@ from onnxmux.core.devices import CPU
 from onnxmux.core.discovery import get_available_providers
 from onnxmux.core.errors import EPFail, Fail, InvalidArgument
 from onnxmux.core.iobinding import IOBinding, run_placed
-from onnxmux.core.memory import OrtMemoryInfo
+from onnxmux.core.memory import OrtDevice, OrtMemoryInfo
 from onnxmux.core.model_options import adjust_model, options_from_model
 from onnxmux.core.optimizer import save_optimized
-from onnxmux.core.ortvalue import OrtValue
+from onnxmux.core.ortvalue import OrtValue, OrtValueVector
 from onnxmux.core.provider import HOST
 from onnxmux.core.selection import select_providers
 
@@ -45,6 +45,22 @@ class SessionCompat:
         """Run on OrtValues (on any device); returns the outputs as host OrtValues."""
         names = list(output_names) if output_names else [o.name for o in self.get_outputs()]
         return run_placed(self, input_dict_ort_values, {name: CPU for name in names})
+
+    def run_with_ortvaluevector(
+        self,
+        run_options: Any,
+        feed_names: Sequence[str],
+        feeds: OrtValueVector,
+        fetch_names: Sequence[str],
+        fetches: OrtValueVector,
+        fetch_devices: Sequence[OrtDevice],
+    ) -> None:
+        """Run on an OrtValueVector of inputs; appends the outputs, each on its fetch device, to ``fetches``."""
+        if len(fetch_devices) != len(fetch_names):
+            raise InvalidArgument("run_with_ortvaluevector: one fetch device is needed per fetch name")
+        outputs = {name: device._device for name, device in zip(fetch_names, fetch_devices)}
+        for value in run_placed(self, dict(zip(feed_names, feeds)), outputs):
+            fetches.push_back(value)
 
     def run_async(
         self,
