@@ -3,6 +3,7 @@ exceptions, module functions, session and run options, feeds and outputs, optimi
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import subprocess
@@ -191,6 +192,22 @@ def test_errors_are_caught_by_onnxruntime_except_clauses(tmp_path) -> None:
         ort.InferenceSession(affine_relu_model().SerializeToString()).run(None, {"x": X.astype(np.int32)})
     with pytest.raises(InvalidArgument):
         ort.InferenceSession(affine_relu_model().SerializeToString(), providers=["NoSuchExecutionProvider"])
+
+
+def test_plain_sys_modules_alias_resolves_the_capi_paths() -> None:
+    saved = {n: m for n, m in sys.modules.items() if n == "onnxruntime" or n.startswith("onnxruntime.")}
+    try:
+        for name in saved:
+            del sys.modules[name]
+        sys.modules["onnxruntime"] = ort
+        state = importlib.import_module("onnxruntime.capi.onnxruntime_pybind11_state")
+        collection = importlib.import_module("onnxruntime.capi.onnxruntime_inference_collection")
+        assert state.InvalidArgument is ort.InvalidArgument and state.OrtValue is ort.OrtValue
+        assert collection.InferenceSession is ort.InferenceSession
+    finally:
+        for name in [n for n in sys.modules if n == "onnxruntime" or n.startswith("onnxruntime.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def test_compat_runner_aliases_onnxruntime(tmp_path) -> None:

@@ -49,7 +49,8 @@ def options_from_model(proto: onnx.ModelProto, options: SessionOptions) -> Sessi
         settings = json.loads(entry).get("session_options", {})
     except (ValueError, AttributeError) as exc:
         raise InvalidGraph(f"the model's '{CONFIG_KEY}' metadata is not a JSON object: {exc}") from exc
-    merged = copy.deepcopy(options)
+    merged = copy.copy(options)
+    merged._config = dict(options._config)
     for key, value in settings.items():
         if key.startswith("_") or not hasattr(merged, key) or callable(getattr(merged, key)):
             raise InvalidGraph(f"the model's '{CONFIG_KEY}' sets unknown session option '{key}'")
