@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxmux.core.compiler import GraphCompiler
+from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.loader import ModelSource, load
@@ -40,7 +41,10 @@ class InferenceSession:
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
-        self._model = load(path_or_bytes)
+        custom_ops = SessionCustomOps.collect(self._options.custom_ops)
+        if custom_ops is not None:
+            custom_ops.install(self._providers)
+        self._model = load(path_or_bytes, custom_ops)
         if self._profiler is not None:
             self._profiler.model_loaded(path_or_bytes)
         graph = self._model.model.graph
@@ -50,6 +54,7 @@ class InferenceSession:
             level,
             disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
+            custom_ops=custom_ops,
         )
         compiler = GraphCompiler(
             self._model.opsets,

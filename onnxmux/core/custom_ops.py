@@ -1,0 +1,540 @@
+"""Custom operators written in Python: an op of the user's own domain, run by a numpy kernel.
+
+A ``CustomOp`` declares its inputs, outputs, attributes and type constraints, an optional
+shape function and, besides the numpy kernel the CPU provider runs, optional kernels for
+other providers. Ops are registered globally (``register_custom_op``, the ``custom_op``
+decorator) or for the sessions of one ``SessionOptions`` (``register_custom_ops``); a
+session's own ops take precedence over global ones of the same name and version.
+
+In a session the ops are kernels like any other: they enter the providers' registries (so
+partitioning and copies treat them as other nodes), their shape functions type their outputs
+at load time (ONNX shape inference knows nothing of the domain), and constant folding
+evaluates them only when they are declared ``pure``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import numpy_helper
+
+from onnxmux.core.context import NodeContext
+from onnxmux.core.errors import InvalidArgument, InvalidGraph, OnnxMuxError, RuntimeFailure
+from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
+from onnxmux.core.provider import ExecutionProvider, KernelProvider
+from onnxmux.core.registry import KernelDef, KernelRegistry
+from onnxmux.core.types import dtype_name, numpy_dtype
+
+#: Domains a custom op may not use: ONNX's own, and the one of onnxmux's fused kernels.
+RESERVED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", ONNXMUX_DOMAIN})
+#: Load-time typing passes at most (each types the custom ops whose inputs the last pass typed).
+MAX_SHAPE_PASSES = 8
+
+Shape = tuple  # of int (static), str (symbolic) or None (unknown) dims
+
+
+def _element_types() -> dict[str, np.dtype]:
+    types = {}
+    for data_type in ir.DataType:
+        try:
+            dtype = data_type.numpy()
+        except (TypeError, ValueError, NotImplementedError):
+            continue
+        types.setdefault(dtype_name(dtype), dtype)
+    return types
+
+
+#: ONNX element-type names (``float``, ``int64``, ``string``...) and their numpy dtypes.
+ELEMENT_TYPES = _element_types()
+
+
+def parse_type(spec: Any) -> np.dtype:
+    """``"tensor(float)"``, ``"float"`` or a numpy dtype as a numpy dtype; InvalidArgument otherwise."""
+    if isinstance(spec, str):
+        name = spec.strip()
+        if name.startswith("tensor(") and name.endswith(")"):
+            name = name[7:-1]
+        if name in ELEMENT_TYPES:
+            return ELEMENT_TYPES[name]
+        raise InvalidArgument(f"unknown tensor type '{spec}' (use ONNX's names: tensor(float), int64, string...)")
+    try:
+        return np.dtype(spec)
+    except TypeError as exc:
+        raise InvalidArgument(f"unknown tensor type {spec!r}") from exc
+
+
+@dataclass(frozen=True)
+class Port:
+    """A declared input or output: ``"X: T"`` (a type constraint), ``"X: tensor(float)"``, ``"X"`` (any
+    tensor); a ``?`` after the name marks an optional input."""
+
+    name: str
+    type: str = ""
+    optional: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Port:
+        """The port of a spec string."""
+        if not isinstance(spec, str) or not spec.strip():
+            raise InvalidArgument(f"an input or output must be given as 'NAME' or 'NAME: TYPE', got {spec!r}")
+        name, _, type_ = spec.partition(":")
+        name = name.strip()
+        return cls(name.rstrip("?").strip(), type_.strip(), name.endswith("?"))
+
+
+class CustomOp:
+    """An operator of the user's domain run by Python kernels; see docs/custom_ops.md.
+
+    ``kernel(*inputs, **attributes)`` computes with numpy on the CPU and returns one array, or a
+    tuple for several outputs. ``kernels`` maps other providers' names (or aliases) to kernels
+    with the same signature that take and return that provider's device values. ``shape(*input
+    shapes, **attributes)`` returns the output shape (a list of them for several outputs).
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        op_type: str,
+        kernel: Callable[..., Any],
+        *,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        attributes: Mapping[str, Any] | None = None,
+        type_constraints: Mapping[str, Sequence[Any]] | None = None,
+        shape: Callable[..., Any] | None = None,
+        kernels: Mapping[str, Callable[..., Any]] | None = None,
+        pure: bool = False,
+        since_version: int = 1,
+    ) -> None:
+        if not isinstance(domain, str) or domain in RESERVED_DOMAINS:
+            raise InvalidArgument(f"custom op '{op_type}': domain {domain!r} is reserved; use a domain of your own (com.example)")
+        if not isinstance(op_type, str) or not op_type.isidentifier():
+            raise InvalidArgument(f"custom op in {domain}: op type {op_type!r} is not a valid name")
+        self.domain, self.op_type, self.since_version = domain, op_type, int(since_version)
+        self.label = f"{domain}::{op_type}"
+        for what, fn in [("kernel", kernel), ("shape", shape), *((f"kernel for {k}", f) for k, f in (kernels or {}).items())]:
+            if fn is not None and not callable(fn):
+                raise InvalidArgument(f"custom op {self.label}: the {what} is not callable")
+        self.kernel, self.shape, self.kernels, self.pure = kernel, shape, dict(kernels or {}), bool(pure)
+        self.constraints = {name: frozenset(parse_type(t) for t in types) for name, types in (type_constraints or {}).items()}
+        self.inputs = tuple(Port.parse(s) for s in inputs)
+        self.outputs = tuple(Port.parse(s) for s in outputs)
+        if not self.outputs:
+            raise InvalidArgument(f"custom op {self.label} declares no output")
+        self.fixed = {p.type: parse_type(p.type) for p in self.inputs + self.outputs if p.type and p.type not in self.constraints}
+        seen_optional = False
+        for port in self.inputs:
+            if seen_optional and not port.optional:
+                raise InvalidArgument(f"custom op {self.label}: required input '{port.name}' follows an optional one")
+            seen_optional = seen_optional or port.optional
+        self.attributes = dict(attributes or {})
+        self.__doc__ = getattr(kernel, "__doc__", None)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """(domain, op type, since-version): what a scope registers once."""
+        return (self.domain, self.op_type, self.since_version)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the numpy kernel directly."""
+        return self.kernel(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CustomOp({self.label}, since_version={self.since_version})"
+
+    # -- types --------------------------------------------------------------------------
+    def _allowed(self, port: Port) -> frozenset | None:
+        if port.type in self.constraints:
+            return self.constraints[port.type]
+        return frozenset({self.fixed[port.type]}) if port.type else None
+
+    def bind(self, dtypes: Sequence[np.dtype | None]) -> tuple[dict[str, np.dtype], str | None]:
+        """The type constraints bound by the inputs' dtypes, and why they do not fit (None when they do)."""
+        bound: dict[str, np.dtype] = {}
+        for port, dtype in zip(self.inputs, dtypes):
+            if dtype is None:
+                continue
+            allowed = self._allowed(port)
+            if allowed is not None and dtype not in allowed:
+                names = ", ".join(sorted(f"tensor({dtype_name(t)})" for t in allowed))
+                return bound, f"input '{port.name}' is tensor({dtype_name(dtype)}); {self.label} accepts {names}"
+            if port.type in self.constraints and bound.setdefault(port.type, dtype) != dtype:
+                return bound, (
+                    f"inputs of type {port.type} differ: tensor({dtype_name(bound[port.type])}) "
+                    f"and tensor({dtype_name(dtype)}) ('{port.name}')"
+                )
+        return bound, None
+
+    def output_dtypes(self, bound: Mapping[str, np.dtype]) -> list[np.dtype | None]:
+        """Each output's dtype: its fixed type, its bound constraint, or a constraint's only type."""
+        result = []
+        for port in self.outputs:
+            allowed = self._allowed(port)
+            if port.type in bound:
+                result.append(bound[port.type])
+            else:
+                result.append(next(iter(allowed)) if allowed is not None and len(allowed) == 1 else None)
+        return result
+
+    # -- attributes ---------------------------------------------------------------------
+    def attribute_values(self, given: Mapping[str, Any], error: Callable[[str], Exception]) -> dict[str, Any]:
+        """The kernel's keyword arguments: the node's attributes checked and the defaults filled in."""
+        unknown = sorted(set(given) - set(self.attributes))
+        if unknown:
+            raise error(f"attribute '{unknown[0]}' is not declared by {self.label} (declared: {', '.join(self.attributes) or 'none'})")
+        values = {}
+        for name, spec in self.attributes.items():
+            if name not in given:
+                if isinstance(spec, type):
+                    raise error(f"required attribute '{name}' ({spec.__name__}) is missing")
+                values[name] = spec
+                continue
+            value, expected = given[name], spec if isinstance(spec, type) else type(spec)
+            if spec is None or isinstance(value, expected):
+                values[name] = value
+            elif expected is float and isinstance(value, int):
+                values[name] = float(value)
+            elif expected in (list, tuple) and isinstance(value, (list, tuple)):
+                values[name] = expected(value)
+            else:
+                raise error(f"attribute '{name}' must be {expected.__name__}, got {type(value).__name__} {value!r}")
+        return values
+
+    # -- kernels ------------------------------------------------------------------------
+    def kernel_def(self, fn: Callable[..., Any], check_outputs: bool) -> KernelDef:
+        """The registry entry running ``fn``; numpy results are checked against the declared outputs."""
+        op = self
+
+        def supports(ctx: NodeContext) -> str | None:
+            return op.bind([t.dtype if t is not None and t.kind == "tensor" else None for t in ctx.inputs])[1]
+
+        def factory(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
+            required = sum(1 for p in op.inputs if not p.optional)
+            if not required <= ctx.num_inputs <= len(op.inputs) or ctx.num_outputs > len(op.outputs):
+                raise ctx.error(
+                    f"{op.label} takes {required}..{len(op.inputs)} inputs and up to {len(op.outputs)} outputs; "
+                    f"the node has {ctx.num_inputs} and {ctx.num_outputs}"
+                )
+            attrs = op.attribute_values(ctx.attrs, ctx.error)
+            name = getattr(fn, "__qualname__", repr(fn))
+
+            def run(*inputs: Any) -> Any:
+                try:
+                    result = fn(*inputs, **attrs)
+                except Exception as exc:
+                    raise RuntimeFailure(
+                        f"{ctx.describe()}: custom op {op.label} kernel '{name}' raised {type(exc).__name__}: {exc}"
+                    ) from exc
+                return _checked(ctx, op, result) if check_outputs else result
+
+            return run
+
+        return KernelDef(self.op_type, self.domain, self.since_version, factory, supports)
+
+    def kernel_for(self, provider: ExecutionProvider) -> Callable[..., Any] | None:
+        """This op's kernel for a provider: the numpy one on the CPU, else one keyed by its name or alias."""
+        for key in (provider.name, *provider.aliases):
+            if key in self.kernels:
+                return self.kernels[key]
+        return self.kernel if provider.name == "CPUExecutionProvider" else None
+
+
+def _checked(ctx: NodeContext, op: CustomOp, result: Any) -> Any:
+    """A numpy kernel's result, checked against the node's outputs (count, dtype, rank, static dims)."""
+    several = type(result) is tuple
+    values = list(result) if several else [result]
+    if len(values) != max(ctx.num_outputs, 1):
+        raise RuntimeFailure(f"{ctx.describe()}: custom op {op.label} returned {len(values)} values for {ctx.num_outputs} outputs")
+    for i, (value, info) in enumerate(zip(values, ctx.outputs)):
+        if info is None or value is None:
+            continue
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        if info.dtype == object and array.dtype.kind in "US":
+            array = array.astype(object)
+        port = op.outputs[i].name
+        if info.dtype is not None and array.dtype != info.dtype:
+            raise RuntimeFailure(
+                f"{ctx.describe()}: custom op {op.label} returned tensor({dtype_name(array.dtype)}) for output "
+                f"'{port}', declared {info.onnx_name}"
+            )
+        if info.shape is not None and not _matches(info.shape, array.shape):
+            raise RuntimeFailure(
+                f"{ctx.describe()}: custom op {op.label} returned shape {list(array.shape)} for output '{port}', "
+                f"expected {_fmt(info.shape)}"
+            )
+        values[i] = array
+    return tuple(values) if several else values[0]
+
+
+def _matches(declared: Shape, actual: Sequence[int]) -> bool:
+    return len(declared) == len(actual) and all(not isinstance(d, int) or d == a for d, a in zip(declared, actual))
+
+
+def _fmt(shape: Shape | None) -> str:
+    return "unknown" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+class CustomOpScope:
+    """The custom ops of one scope (global, or one SessionOptions); each op once per version."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._ops: dict[tuple[str, str, int], CustomOp] = {}
+
+    def add(self, ops: Iterable[Any]) -> None:
+        """Register ops (lists are flattened); an op registered twice here raises InvalidArgument."""
+        for op in ops:
+            if isinstance(op, (list, tuple)):
+                self.add(op)
+                continue
+            if not isinstance(op, CustomOp):
+                raise InvalidArgument(f"expected an onnxmux.CustomOp, got {type(op).__name__}")
+            if op.key in self._ops:
+                raise InvalidArgument(f"custom op {op.label} (since version {op.since_version}) is already registered {self.where}")
+            self._ops[op.key] = op
+
+    def remove(self, op: CustomOp) -> None:
+        """Unregister an op; InvalidArgument when it is not registered here."""
+        if self._ops.get(op.key) is not op:
+            raise InvalidArgument(f"custom op {op.label} (since version {op.since_version}) is not registered {self.where}")
+        del self._ops[op.key]
+
+    def ops(self) -> list[CustomOp]:
+        """The registered ops."""
+        return list(self._ops.values())
+
+
+GLOBAL_SCOPE = CustomOpScope("globally")
+
+
+def register_custom_op(op: CustomOp) -> CustomOp:
+    """Make a custom op available to every session created afterwards; returns it."""
+    GLOBAL_SCOPE.add([op])
+    return op
+
+
+def unregister_custom_op(op: CustomOp) -> None:
+    """Withdraw a globally registered op (sessions already created keep it)."""
+    GLOBAL_SCOPE.remove(op)
+
+
+def custom_op(domain: str, op_type: str | None = None, **spec: Any) -> Callable[[Callable[..., Any]], CustomOp]:
+    """Decorator: define a custom op whose numpy kernel is the function, and register it globally.
+
+    ``op_type`` defaults to the function's name; ``spec`` takes CustomOp's keyword arguments.
+    """
+
+    def decorate(kernel: Callable[..., Any]) -> CustomOp:
+        return register_custom_op(CustomOp(domain, op_type or kernel.__name__, kernel, **spec))
+
+    return decorate
+
+
+@dataclass
+class SessionCustomOps:
+    """The custom ops one session sees: the global ones, overridden by its options' own."""
+
+    ops: dict[tuple[str, str], list[CustomOp]] = field(default_factory=dict)
+
+    @classmethod
+    def collect(cls, session_scope: CustomOpScope | None) -> SessionCustomOps | None:
+        """The ops of the global scope and ``session_scope``; None when there are none."""
+        merged = {op.key: op for op in GLOBAL_SCOPE.ops()}
+        merged.update((op.key, op) for op in (session_scope.ops() if session_scope else ()))
+        if not merged:
+            return None
+        found = cls()
+        for op in sorted(merged.values(), key=lambda o: o.since_version):
+            found.ops.setdefault((op.domain, op.op_type), []).append(op)
+        return found
+
+    def lookup(self, domain: str, op_type: str, opset: int) -> CustomOp | None:
+        """The op serving a node at this opset of its domain (largest since-version not above it)."""
+        versions = [op for op in self.ops.get((domain, op_type), ()) if op.since_version <= opset]
+        return versions[-1] if versions else None
+
+    def install(self, providers: Sequence[ExecutionProvider], pure_only: bool = False) -> None:
+        """Give each kernel provider that has kernels for these ops a registry holding them over its own."""
+        for provider in providers:
+            if not isinstance(provider, KernelProvider):
+                continue
+            extra = KernelRegistry()
+            for versions in self.ops.values():
+                for op in versions:
+                    fn = op.kernel_for(provider)
+                    if fn is not None and (op.pure or not pure_only):
+                        extra.add(op.kernel_def(fn, check_outputs=fn is op.kernel))
+            if extra.ops():
+                provider.registry = _Layered(extra, provider.registry)
+
+    # -- load-time typing ---------------------------------------------------------------
+    def infer_shapes(self, proto: onnx.ModelProto, infer: Callable[[onnx.ModelProto], onnx.ModelProto]) -> onnx.ModelProto:
+        """ONNX shape inference with the custom ops typed by their declarations and shape functions.
+
+        ``infer`` is ONNX's inference; between its passes the custom ops whose inputs became
+        typed get their outputs' types, so inference continues past them.
+        """
+        opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
+        done: set[tuple[str, ...]] = set()
+        proto = infer(proto)
+        for _ in range(MAX_SHAPE_PASSES):
+            if not _type_custom_outputs(proto.graph, self, opsets, done, {}):
+                break
+            proto = infer(proto)
+        return proto
+
+
+class _Layered(KernelRegistry):
+    """A provider's registry with custom ops over it (an op found in ``top`` hides the base's)."""
+
+    def __init__(self, top: KernelRegistry, base: KernelRegistry) -> None:
+        super().__init__()
+        self.top, self.base = top, base
+
+    def _pick(self, domain: str, op_type: str) -> KernelRegistry:
+        return self.top if self.top.versions(domain, op_type) else self.base
+
+    def lookup(self, domain: str, op_type: str, opset: int) -> KernelDef | None:
+        return self._pick(domain, op_type).lookup(domain, op_type, opset)
+
+    def versions(self, domain: str, op_type: str) -> list[int]:
+        return self._pick(domain, op_type).versions(domain, op_type)
+
+    def ops(self) -> list[tuple[str, str]]:
+        return sorted(set(self.top.ops()) | set(self.base.ops()))
+
+
+def _type_custom_outputs(
+    graph: onnx.GraphProto,
+    ops: SessionCustomOps,
+    opsets: Mapping[str, int],
+    done: set[tuple[str, ...]],
+    outer: dict[str, onnx.TypeProto],
+) -> int:
+    """Type the outputs of the custom nodes of ``graph`` (and its subgraphs) whose inputs are typed."""
+    types = dict(outer)
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+            types[info.name] = info.type
+    for tensor in graph.initializer:
+        types.setdefault(tensor.name, onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims)))
+    typed = 0
+    for node in graph.node:
+        op = ops.lookup(node.domain, node.op_type, opsets.get(node.domain, 1))
+        if op is not None and tuple(node.output) not in done and all(not n or n in types for n in node.input):
+            done.add(tuple(node.output))
+            typed += _type_node(graph, node, op, types)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                typed += _type_custom_outputs(sub, ops, opsets, done, types)
+    return typed
+
+
+def _type_node(graph: onnx.GraphProto, node: onnx.NodeProto, op: CustomOp, types: dict[str, onnx.TypeProto]) -> int:
+    """Write the types of one custom node's outputs; InvalidGraph when they contradict the model's."""
+    where = f"node '{node.name or node.op_type}' ({op.label})"
+    inputs = [types[n].tensor_type if n else None for n in node.input]
+    bound, reason = op.bind([numpy_dtype(t.elem_type) if t is not None else None for t in inputs])
+    if reason is not None:
+        return 0  # the providers decline it, and session creation names the reason
+    dtypes = op.output_dtypes(bound)
+    shapes: list[Shape | None] = [None] * len(op.outputs)
+    if op.shape is not None:
+        attrs = op.attribute_values(_proto_attributes(node), lambda m: InvalidGraph(f"{where}: {m}"))
+        try:
+            result = op.shape(*[_proto_shape(t) if t is not None else None for t in inputs], **attrs)
+        except Exception as exc:
+            raise InvalidGraph(f"{where}: the shape function raised {type(exc).__name__}: {exc}") from exc
+        shapes = _shape_results(result, len(op.outputs), where)
+    declared = {info.name: info for info in (*graph.value_info, *graph.output)}
+    count = 0
+    for name, dtype, shape in zip(node.output, dtypes, shapes):
+        if not name:
+            continue
+        info = declared.get(name)
+        tensor = info.type.tensor_type if info is not None and info.type.HasField("tensor_type") else None
+        _check_declared(where, name, dtype, shape, tensor)
+        elem = dtype if dtype is not None else (numpy_dtype(tensor.elem_type) if tensor is not None and tensor.elem_type else None)
+        if elem is None:
+            continue
+        if shape is None and tensor is not None and tensor.HasField("shape"):
+            shape = _proto_shape(tensor)
+        type_proto = onnx.helper.make_tensor_type_proto(ir.DataType.from_numpy(elem).value, list(shape) if shape is not None else None)
+        if info is None:
+            graph.value_info.append(onnx.helper.make_value_info(name, type_proto))
+        else:
+            info.type.CopyFrom(type_proto)
+        types[name] = type_proto
+        count += 1
+    return count
+
+
+def _check_declared(where: str, name: str, dtype: np.dtype | None, shape: Shape | None, tensor: Any) -> None:
+    if tensor is None:
+        return
+    if dtype is not None and tensor.elem_type and numpy_dtype(tensor.elem_type) != dtype:
+        raise InvalidGraph(
+            f"{where}: output '{name}' is tensor({dtype_name(dtype)}) by the op's type constraints, "
+            f"but the model declares tensor({dtype_name(numpy_dtype(tensor.elem_type))})"
+        )
+    if shape is None or not tensor.HasField("shape"):
+        return
+    model_shape = _proto_shape(tensor)
+    if len(model_shape) != len(shape):
+        raise InvalidGraph(
+            f"{where}: the shape function gives output '{name}' rank {len(shape)} ({_fmt(shape)}), "
+            f"but the model declares rank {len(model_shape)} ({_fmt(model_shape)})"
+        )
+    for axis, (mine, theirs) in enumerate(zip(shape, model_shape)):
+        if isinstance(mine, int) and isinstance(theirs, int) and mine != theirs:
+            raise InvalidGraph(
+                f"{where}: the shape function gives output '{name}' dimension {axis} = {mine} ({_fmt(shape)}), "
+                f"but the model declares {theirs} ({_fmt(model_shape)})"
+            )
+
+
+def _shape_results(result: Any, outputs: int, where: str) -> list[Shape | None]:
+    """A shape function's result as one shape (or None) per output; InvalidGraph when malformed."""
+    items = [result] if outputs == 1 else result
+    if not isinstance(items, (list, tuple)) or len(items) != outputs:
+        raise InvalidGraph(f"{where}: the shape function must return a list of {outputs} shapes, got {result!r}")
+    shapes = []
+    for item in items:
+        if item is None:
+            shapes.append(None)
+            continue
+        if not isinstance(item, (list, tuple)) or not all(
+            d is None or isinstance(d, str) or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0)
+            for d in item
+        ):
+            raise InvalidGraph(
+                f"{where}: the shape function returned {item!r}; a shape is a list of dims (int >= 0, str or None)"
+            )
+        shapes.append(tuple(int(d) if isinstance(d, (int, np.integer)) else d for d in item))
+    return shapes
+
+
+def _proto_shape(tensor: Any) -> Shape | None:
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
+
+
+def _proto_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """A NodeProto's attributes as the kernel sees them (str for strings, numpy for tensors)."""
+    values = {}
+    for attr in node.attribute:
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, list):
+            value = [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
+        values[attr.name] = value
+    return values
+
