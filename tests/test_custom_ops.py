@@ -214,7 +214,7 @@ def test_custom_ops_take_part_in_partitioning_and_copies() -> None:
 
     calls = []
 
-    def on_device(x, factor):
+    def on_device(x, xp, factor):
         assert isinstance(x, DeviceArray), "the device kernel must receive device values"
         calls.append(factor)
         return DeviceArray(x.array * np.float32(factor))
@@ -285,3 +285,20 @@ def test_example_runs(capsys) -> None:
     out = capsys.readouterr().out
     assert "sentence = ['custom-ops-work', 'in-python-too']" in out
     assert "y: tensor(float) ['batch', 4]" in out and "sentence: tensor(string) ['batch']" in out
+
+
+def test_a_kernel_for_the_opencl_provider_runs_on_its_device() -> None:
+    from onnxmux.providers.opencl import OpenCLExecutionProvider
+
+    reason = OpenCLExecutionProvider.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"OpenCL is not usable here: {reason}")
+
+    def on_opencl(x, xp, factor):
+        return xp.upload(xp.download(x) * np.float32(factor))  # a device tensor in, a device tensor out
+
+    session = _session(_scale_model(), _scale_op(kernels={"OpenCLExecutionProvider": on_opencl}), providers=["opencl", "cpu"])
+    plan = session.get_execution_plan().to_dict()
+    assert {n["name"]: n["provider"] for n in plan["nodes"]}["scale_node"] == "OpenCLExecutionProvider"
+    assert all(c["value"] != "s" for c in plan["copies"])  # the op's output stays on the device
+    np.testing.assert_allclose(session.run(None, {"x": X})[0], np.maximum(X * 2, 0))

@@ -91,8 +91,9 @@ class CustomOp:
 
     ``kernel(*inputs, **attributes)`` computes with numpy on the CPU and returns one array, or a
     tuple for several outputs. ``kernels`` maps other providers' names (or aliases) to kernels
-    with the same signature that take and return that provider's device values. ``shape(*input
-    shapes, **attributes)`` returns the output shape (a list of them for several outputs).
+    called as ``kernel(*inputs, xp=..., **attributes)`` with that provider's device values and
+    its ``xp`` (its array module or device runtime). ``shape(*input shapes, **attributes)``
+    returns the output shape (a list of them for several outputs).
     """
 
     def __init__(
@@ -205,8 +206,9 @@ class CustomOp:
         return values
 
     # -- kernels ------------------------------------------------------------------------
-    def kernel_def(self, fn: Callable[..., Any], check_outputs: bool) -> KernelDef:
-        """The registry entry running ``fn``; numpy results are checked against the declared outputs."""
+    def kernel_def(self, fn: Callable[..., Any], on_host: bool) -> KernelDef:
+        """The registry entry running ``fn``: the numpy kernel's results are checked against the
+        declared outputs; a provider's kernel is also passed the provider's ``xp``."""
         op = self
 
         def supports(ctx: NodeContext) -> str | None:
@@ -220,6 +222,8 @@ class CustomOp:
                     f"the node has {ctx.num_inputs} and {ctx.num_outputs}"
                 )
             attrs = op.attribute_values(ctx.attrs, ctx.error)
+            if not on_host:
+                attrs["xp"] = xp
             name = getattr(fn, "__qualname__", repr(fn))
 
             def run(*inputs: Any) -> Any:
@@ -229,7 +233,7 @@ class CustomOp:
                     raise RuntimeFailure(
                         f"{ctx.describe()}: custom op {op.label} kernel '{name}' raised {type(exc).__name__}: {exc}"
                     ) from exc
-                return _checked(ctx, op, result) if check_outputs else result
+                return _checked(ctx, op, result) if on_host else result
 
             return run
 
@@ -367,7 +371,7 @@ class SessionCustomOps:
                 for op in versions:
                     fn = op.kernel_for(provider)
                     if fn is not None and (op.pure or not pure_only):
-                        extra.add(op.kernel_def(fn, check_outputs=fn is op.kernel))
+                        extra.add(op.kernel_def(fn, on_host=fn is op.kernel))
             if extra.ops():
                 provider.registry = _Layered(extra, provider.registry)
 
