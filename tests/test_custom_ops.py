@@ -172,6 +172,13 @@ def test_attributes_are_checked_converted_and_defaulted() -> None:
         _session(_scale_model(fator=1.0), _scale_op())
     with pytest.raises(onnxmux.InvalidGraph, match="attribute 'factor' must be float, got str"):
         _session(_scale_model(factor="two"), _scale_op())
+    two_inputs = _model(
+        [helper.make_node("Scale", ["x", "x"], ["y"], name="scale_node", domain="com.test")],
+        [helper.make_tensor_value_info("x", F, [3])],
+        [helper.make_tensor_value_info("y", F, [3])],
+    )
+    with pytest.raises(onnxmux.InvalidGraph, match="com.test::Scale takes 1..1 inputs and up to 1 outputs; the node has 2 and 1"):
+        _session(two_inputs, _scale_op())
     required = _scale_op(attributes={"factor": float})
     with pytest.raises(onnxmux.InvalidGraph, match="required attribute 'factor' \\(float\\) is missing"):
         _session(_scale_model(), required)

@@ -112,6 +112,16 @@ def test_copies_are_events_of_their_own_with_bytes(tmp_path: Path) -> None:
     assert relu["args"]["provider"] == "TestDeviceExecutionProvider"
 
 
+def test_a_compiled_subgraph_is_one_event(tmp_path: Path) -> None:
+    _, events = _profile(onnxmux, affine_relu_model().SerializeToString(), tmp_path, providers=["compile-test", "cpu"])
+    (event,) = _nodes(events)
+    assert event["name"] == "CompileTestExecutionProvider_subgraph_0_kernel_time"
+    assert event["args"]["op_name"] == "CompiledSubgraph" and event["args"]["provider"] == "CompileTestExecutionProvider"
+    # x, and the overridable initializer bias (scale lives inside the compiled model).
+    assert event["args"]["input_type_shape"] == [{"float": [2, 3]}, {"float": [3]}]
+    assert (event["args"]["activation_size"], event["args"]["parameter_size"], event["args"]["output_size"]) == ("24", "12", "24")
+
+
 def test_parallel_mode_and_end_profiling_stops_recording(tmp_path: Path) -> None:
     session, events = _profile(onnxmux, affine_relu_model().SerializeToString(), tmp_path, parallel=True)
     assert sorted(e["args"]["op_name"] for e in _nodes(events)) == ["Add", "Mul", "Relu"]

@@ -23,7 +23,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 
 from onnxmux.core.context import NodeContext
-from onnxmux.core.errors import InvalidArgument, InvalidGraph, OnnxMuxError, RuntimeFailure
+from onnxmux.core.errors import InvalidArgument, InvalidGraph, RuntimeFailure
 from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
 from onnxmux.core.provider import ExecutionProvider, KernelProvider
 from onnxmux.core.registry import KernelDef, KernelRegistry
@@ -181,6 +181,16 @@ class CustomOp:
                 result.append(next(iter(allowed)) if allowed is not None and len(allowed) == 1 else None)
         return result
 
+    def arity_error(self, inputs: int, outputs: int) -> str | None:
+        """Why a node with this many inputs and outputs cannot be this op (None when it can)."""
+        required = sum(1 for p in self.inputs if not p.optional)
+        if required <= inputs <= len(self.inputs) and outputs <= len(self.outputs):
+            return None
+        return (
+            f"{self.label} takes {required}..{len(self.inputs)} inputs and up to {len(self.outputs)} outputs; "
+            f"the node has {inputs} and {outputs}"
+        )
+
     # -- attributes ---------------------------------------------------------------------
     def attribute_values(self, given: Mapping[str, Any], error: Callable[[str], Exception]) -> dict[str, Any]:
         """The kernel's keyword arguments: the node's attributes checked and the defaults filled in."""
@@ -215,12 +225,9 @@ class CustomOp:
             return op.bind([t.dtype if t is not None and t.kind == "tensor" else None for t in ctx.inputs])[1]
 
         def factory(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
-            required = sum(1 for p in op.inputs if not p.optional)
-            if not required <= ctx.num_inputs <= len(op.inputs) or ctx.num_outputs > len(op.outputs):
-                raise ctx.error(
-                    f"{op.label} takes {required}..{len(op.inputs)} inputs and up to {len(op.outputs)} outputs; "
-                    f"the node has {ctx.num_inputs} and {ctx.num_outputs}"
-                )
+            wrong = op.arity_error(ctx.num_inputs, ctx.num_outputs)
+            if wrong:
+                raise ctx.error(wrong)
             attrs = op.attribute_values(ctx.attrs, ctx.error)
             if not on_host:
                 attrs["xp"] = xp
@@ -441,6 +448,9 @@ def _type_custom_outputs(
 def _type_node(graph: onnx.GraphProto, node: onnx.NodeProto, op: CustomOp, types: dict[str, onnx.TypeProto]) -> int:
     """Write the types of one custom node's outputs; InvalidGraph when they contradict the model's."""
     where = f"node '{node.name or node.op_type}' ({op.label})"
+    wrong = op.arity_error(len(node.input), len(node.output))
+    if wrong:
+        raise InvalidGraph(f"{where}: {wrong}")
     inputs = [types[n].tensor_type if n else None for n in node.input]
     bound, reason = op.bind([numpy_dtype(t.elem_type) if t is not None else None for t in inputs])
     if reason is not None:
