@@ -43,7 +43,9 @@ def _scale_op(kernel=None, **spec) -> onnxmux.CustomOp:
         shape=lambda x, factor: x,
     )
     defaults.update(spec)
-    return onnxmux.CustomOp("com.test", "Scale", kernel or (lambda x, factor: x * np.asarray(factor, x.dtype)), **defaults)
+    return onnxmux.CustomOp(
+        "com.test", "Scale", kernel or (lambda x, factor: x * np.asarray(factor, x.dtype)), **defaults
+    )
 
 
 def _session(model: bytes, *ops, providers=None, level=None) -> onnxmux.InferenceSession:
@@ -58,7 +60,14 @@ X = np.array([[1.0, -2.0, 3.0], [0.5, 0.0, -1.0]], np.float32)
 
 
 def test_global_decorator_and_register_and_unregister() -> None:
-    @onnxmux.custom_op("com.test", "Scale", inputs=["X: T"], outputs=["Y: T"], type_constraints={"T": ["float"]}, attributes={"factor": 1.0})
+    @onnxmux.custom_op(
+        "com.test",
+        "Scale",
+        inputs=["X: T"],
+        outputs=["Y: T"],
+        type_constraints={"T": ["float"]},
+        attributes={"factor": 1.0},
+    )
     def scale(x, factor):
         return x * np.float32(factor)
 
@@ -66,7 +75,9 @@ def test_global_decorator_and_register_and_unregister() -> None:
         assert isinstance(scale, onnxmux.CustomOp) and scale(np.ones(2, np.float32), 3.0).tolist() == [3.0, 3.0]
         (y,) = onnxmux.InferenceSession(_scale_model(factor=3.0)).run(None, {"x": X})
         np.testing.assert_allclose(y, np.maximum(X * 3, 0))
-        with pytest.raises(onnxmux.InvalidArgument, match=r"com\.test::Scale \(since version 1\) is already registered globally"):
+        with pytest.raises(
+            onnxmux.InvalidArgument, match=r"com\.test::Scale \(since version 1\) is already registered globally"
+        ):
             onnxmux.register_custom_op(_scale_op())
         # A session's own op of the same name takes precedence over the global one.
         (y,) = _session(_scale_model(factor=3.0), _scale_op(lambda x, factor: x + factor)).run(None, {"x": X})
@@ -99,6 +110,11 @@ def test_definition_errors() -> None:
             onnxmux.CustomOp(domain, "Op", lambda x: x, inputs=["X"], outputs=["Y"])
     with pytest.raises(onnxmux.InvalidArgument, match="unknown tensor type 'tensor\\(floaty\\)'"):
         _scale_op(inputs=["X: tensor(floaty)"])
+    with pytest.raises(
+        onnxmux.InvalidArgument,
+        match="the type 'U' of 'X' is neither a type constraint \\(declared: T\\) nor a tensor type",
+    ):
+        _scale_op(inputs=["X: U"])
     with pytest.raises(onnxmux.InvalidArgument, match="required input 'B' follows an optional one"):
         _scale_op(inputs=["X?: T", "B: T"])
     with pytest.raises(onnxmux.InvalidArgument, match="not callable"):
@@ -119,7 +135,9 @@ def test_shape_function_of_wrong_rank_is_caught_at_session_creation() -> None:
         [helper.make_tensor_value_info("x", F, ["batch", 3])],
         [helper.make_tensor_value_info("y", F, ["batch", 3])],
     )
-    with pytest.raises(onnxmux.InvalidGraph, match=r"node 'scale_node' \(com.test::Scale\).*output 'y' rank 3 .*declares rank 2"):
+    with pytest.raises(
+        onnxmux.InvalidGraph, match=r"node 'scale_node' \(com.test::Scale\).*output 'y' rank 3 .*declares rank 2"
+    ):
         _session(model, _scale_op(shape=lambda x, factor: (*x, 1)))
     with pytest.raises(onnxmux.InvalidGraph, match="dimension 1 = 4 .* declares 3"):
         _session(model, _scale_op(shape=lambda x, factor: (x[0], 4)))
@@ -138,12 +156,17 @@ def test_kernel_errors_name_the_op_and_node_and_the_session_stays_usable() -> No
         return x * np.float32(factor)
 
     session = _session(_scale_model(), _scale_op(picky))
-    with pytest.raises(onnxmux.RuntimeFailure, match=r"node 'scale_node' .*com.test::Scale kernel 'test_kernel_errors.*picky' raised ValueError: negative input"):
+    with pytest.raises(
+        onnxmux.RuntimeFailure,
+        match=r"node 'scale_node' .*com.test::Scale kernel 'test_kernel_errors.*picky' raised ValueError: negative input",
+    ):
         session.run(None, {"x": X})
     (y,) = session.run(None, {"x": np.abs(X)})
     np.testing.assert_allclose(y, np.abs(X) * 2)
     wrong_dtype = _session(_scale_model(), _scale_op(lambda x, factor: x.astype(np.float64)))
-    with pytest.raises(onnxmux.RuntimeFailure, match="returned tensor\\(double\\) for output 'Y', declared tensor\\(float\\)"):
+    with pytest.raises(
+        onnxmux.RuntimeFailure, match="returned tensor\\(double\\) for output 'Y', declared tensor\\(float\\)"
+    ):
         wrong_dtype.run(None, {"x": X})
     wrong_rank = _session(_scale_model(), _scale_op(lambda x, factor: x.ravel()))
     with pytest.raises(onnxmux.RuntimeFailure, match=r"returned shape \[6\] for output 'Y', expected \[batch, 3\]"):
@@ -156,7 +179,10 @@ def test_type_constraints_decide_whether_a_provider_takes_the_node() -> None:
         [helper.make_tensor_value_info("x", TensorProto.INT32, [3])],
         [helper.make_tensor_value_info("y", TensorProto.INT32, [3])],
     )
-    with pytest.raises(onnxmux.UnsupportedOperator, match=r"input 'X' is tensor\(int32\); com.test::Scale accepts tensor\(double\), tensor\(float\)"):
+    with pytest.raises(
+        onnxmux.UnsupportedOperator,
+        match=r"input 'X' is tensor\(int32\); com.test::Scale accepts tensor\(double\), tensor\(float\)",
+    ):
         _session(model, _scale_op())
     (y,) = _session(model, _scale_op(type_constraints={"T": ["int32"]})).run(None, {"x": np.arange(3, dtype=np.int32)})
     assert y.dtype == np.int32 and y.tolist() == [0, 2, 4]
@@ -177,7 +203,9 @@ def test_attributes_are_checked_converted_and_defaulted() -> None:
         [helper.make_tensor_value_info("x", F, [3])],
         [helper.make_tensor_value_info("y", F, [3])],
     )
-    with pytest.raises(onnxmux.InvalidGraph, match="com.test::Scale takes 1..1 inputs and up to 1 outputs; the node has 2 and 1"):
+    with pytest.raises(
+        onnxmux.InvalidGraph, match="com.test::Scale takes 1..1 inputs and up to 1 outputs; the node has 2 and 1"
+    ):
         _session(two_inputs, _scale_op())
     required = _scale_op(attributes={"factor": float})
     with pytest.raises(onnxmux.InvalidGraph, match="required attribute 'factor' \\(float\\) is missing"):
@@ -217,7 +245,10 @@ def test_custom_ops_take_part_in_partitioning_and_copies() -> None:
     host = _session(_scale_model(), op_cpu, providers=["test-device", "cpu"])
     nodes = {n["name"]: n["provider"] for n in host.get_execution_plan().to_dict()["nodes"]}
     assert nodes == {"scale_node": "CPUExecutionProvider", "relu": "TestDeviceExecutionProvider"}
-    assert [(c["value"], c["to"]) for c in host.get_execution_plan().to_dict()["copies"]] == [("s", "testdev:0"), ("y", "cpu")]
+    assert [(c["value"], c["to"]) for c in host.get_execution_plan().to_dict()["copies"]] == [
+        ("s", "testdev:0"),
+        ("y", "cpu"),
+    ]
 
     calls = []
 
@@ -271,7 +302,12 @@ def test_custom_op_inside_a_subgraph() -> None:
         [],
         [helper.make_tensor_value_info("t", F, None)],
     )
-    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"], name="ident")], "else", [], [helper.make_tensor_value_info("e", F, None)])
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["e"], name="ident")],
+        "else",
+        [],
+        [helper.make_tensor_value_info("e", F, None)],
+    )
     model = _model(
         [helper.make_node("If", ["c"], ["y"], name="if", then_branch=body, else_branch=other)],
         [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", F, [2, 3])],
@@ -304,7 +340,9 @@ def test_a_kernel_for_the_opencl_provider_runs_on_its_device() -> None:
     def on_opencl(x, xp, factor):
         return xp.upload(xp.download(x) * np.float32(factor))  # a device tensor in, a device tensor out
 
-    session = _session(_scale_model(), _scale_op(kernels={"OpenCLExecutionProvider": on_opencl}), providers=["opencl", "cpu"])
+    session = _session(
+        _scale_model(), _scale_op(kernels={"OpenCLExecutionProvider": on_opencl}), providers=["opencl", "cpu"]
+    )
     plan = session.get_execution_plan().to_dict()
     assert {n["name"]: n["provider"] for n in plan["nodes"]}["scale_node"] == "OpenCLExecutionProvider"
     assert all(c["value"] != "s" for c in plan["copies"])  # the op's output stays on the device

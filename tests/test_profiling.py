@@ -18,8 +18,14 @@ from onnxmux.cli import main
 from onnxmux.cli.profile_summary import load_events, summarize
 
 NODE_ARGS = {
-    "op_name", "provider", "node_index", "input_type_shape", "output_type_shape",
-    "activation_size", "parameter_size", "output_size",
+    "op_name",
+    "provider",
+    "node_index",
+    "input_type_shape",
+    "output_type_shape",
+    "activation_size",
+    "parameter_size",
+    "output_size",
 }
 X = np.ones((2, 3), np.float32)
 
@@ -56,7 +62,9 @@ def test_node_events_carry_onnxruntimes_args(tmp_path: Path) -> None:
     assert (mul["activation_size"], mul["parameter_size"], mul["output_size"]) == ("24", "12", "24")
     assert [e["args"]["node_index"] for e in nodes[:3]] == ["0", "1", "2"]
     for event in events:
-        assert event["ph"] == "X" and isinstance(event["ts"], int) and isinstance(event["dur"], int) and event["dur"] >= 0
+        assert (
+            event["ph"] == "X" and isinstance(event["ts"], int) and isinstance(event["dur"], int) and event["dur"] >= 0
+        )
 
 
 def test_session_events_and_runs(tmp_path: Path) -> None:
@@ -91,14 +99,18 @@ def test_format_matches_onnxruntimes_own_profile(tmp_path: Path) -> None:
 
 def test_onnxruntimes_profile_tool_reads_onnxmux_profiles(tmp_path: Path) -> None:
     _, events = _profile(onnxmux, affine_relu_model().SerializeToString(), tmp_path, runs=2)
-    lines = "\n".join(profile_result_processor.parse_node_results(events) + profile_result_processor.group_node_results(events))
+    lines = "\n".join(
+        profile_result_processor.parse_node_results(events) + profile_result_processor.group_node_results(events)
+    )
     for node in ("mul", "add", "relu"):
         assert f"\t{node}" in lines
     assert "Mul" in lines and "Relu" in lines and "CPU" in lines
 
 
 def test_copies_are_events_of_their_own_with_bytes(tmp_path: Path) -> None:
-    session, events = _profile(onnxmux, affine_relu_model().SerializeToString(), tmp_path, runs=2, providers=["test-device", "cpu"])
+    session, events = _profile(
+        onnxmux, affine_relu_model().SerializeToString(), tmp_path, runs=2, providers=["test-device", "cpu"]
+    )
     planned = session.get_execution_plan().to_dict()["copies"]
     copies = [e for e in _nodes(events) if e["args"]["op_name"].startswith("Memcpy")]
     assert len(copies) == 2 * len(planned) == 4
@@ -116,10 +128,16 @@ def test_a_compiled_subgraph_is_one_event(tmp_path: Path) -> None:
     _, events = _profile(onnxmux, affine_relu_model().SerializeToString(), tmp_path, providers=["compile-test", "cpu"])
     (event,) = _nodes(events)
     assert event["name"] == "CompileTestExecutionProvider_subgraph_0_kernel_time"
-    assert event["args"]["op_name"] == "CompiledSubgraph" and event["args"]["provider"] == "CompileTestExecutionProvider"
+    assert (
+        event["args"]["op_name"] == "CompiledSubgraph" and event["args"]["provider"] == "CompileTestExecutionProvider"
+    )
     # x, and the overridable initializer bias (scale lives inside the compiled model).
     assert event["args"]["input_type_shape"] == [{"float": [2, 3]}, {"float": [3]}]
-    assert (event["args"]["activation_size"], event["args"]["parameter_size"], event["args"]["output_size"]) == ("24", "12", "24")
+    assert (event["args"]["activation_size"], event["args"]["parameter_size"], event["args"]["output_size"]) == (
+        "24",
+        "12",
+        "24",
+    )
 
 
 def test_parallel_mode_and_end_profiling_stops_recording(tmp_path: Path) -> None:
@@ -154,7 +172,13 @@ def test_run_command_prints_a_profile_summary(tmp_path: Path, capsys) -> None:
     onnx.save(affine_relu_model(), model)
     assert main(["run", str(model), "--repeat", "2", "--profile", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
-    for text in ("top 10 nodes by time", "top 10 op types by time", "time per provider", "copies between devices: 0", "2 profiled runs"):
+    for text in (
+        "top 10 nodes by time",
+        "top 10 op types by time",
+        "time per provider",
+        "copies between devices: 0",
+        "2 profiled runs",
+    ):
         assert text in out
     written = list(tmp_path.glob("cli_*.json"))
     assert len(written) == 1 and str(written[0]) in out.replace("\n", "")

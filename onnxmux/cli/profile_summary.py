@@ -100,19 +100,9 @@ def _by_time(rows: dict[str, Row]) -> list[Row]:
 def print_summary(summary: ProfileSummary, console: Console, top: int = 10) -> None:
     """Print the slowest ``top`` nodes and op types, the share of each provider and the copies."""
     total = summary.kernel_us or 1
-    for title, rows, first in (
-        (f"top {top} nodes by time", summary.nodes[:top], "node"),
-        (f"top {top} op types by time", summary.op_types[:top], "op type"),
-        ("time per provider", summary.providers, "provider"),
-    ):
-        table = Table(title=title)
-        for column in (first, "total µs", "share", "calls", "µs per call") + (("runs as",) if first == "node" else ()):
-            table.add_column(column)
-        for row in rows:
-            cells = [row.name or "-", str(row.total_us), f"{100 * row.total_us / total:.1f}%", str(row.calls)]
-            cells.append(f"{row.total_us / max(row.calls, 1):.1f}")
-            table.add_row(*cells, *((row.detail,) if first == "node" else ()))
-        console.print(table)
+    console.print(_table(f"top {top} nodes by time", "node", summary.nodes[:top], total, detail="runs as"))
+    console.print(_table(f"top {top} op types by time", "op type", summary.op_types[:top], total))
+    console.print(_table("time per provider", "provider", summary.providers, total))
     copies = summary.copies
     console.print(
         f"copies between devices: {copies.calls} taking {copies.total_us} µs "
@@ -125,3 +115,16 @@ def print_summary(summary: ProfileSummary, console: Console, top: int = 10) -> N
         )
     for name, duration in summary.session.items():
         console.print(f"{name}: {duration} µs")
+
+
+def _table(title: str, first: str, rows: list[Row], total: int, detail: str = "") -> Table:
+    table = Table(title=title)
+    for column in (first, "total µs", "share", "calls", "µs per call", *((detail,) if detail else ())):
+        table.add_column(column)
+    for row in rows:
+        share = f"{100 * row.total_us / total:.1f}%"
+        per_call = f"{row.total_us / max(row.calls, 1):.1f}"
+        table.add_row(
+            row.name or "-", str(row.total_us), share, str(row.calls), per_call, *((row.detail,) if detail else ())
+        )
+    return table

@@ -30,7 +30,9 @@ from onnxmux.core.registry import KernelDef, KernelRegistry
 from onnxmux.core.types import dtype_name, numpy_dtype
 
 #: Domains a custom op may not use: ONNX's own, and the one of onnxmux's fused kernels.
-RESERVED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", ONNXMUX_DOMAIN})
+RESERVED_DOMAINS = frozenset(
+    {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", ONNXMUX_DOMAIN}
+)
 #: Load-time typing passes at most (each types the custom ops whose inputs the last pass typed).
 MAX_SHAPE_PASSES = 8
 
@@ -112,28 +114,44 @@ class CustomOp:
         since_version: int = 1,
     ) -> None:
         if not isinstance(domain, str) or domain in RESERVED_DOMAINS:
-            raise InvalidArgument(f"custom op '{op_type}': domain {domain!r} is reserved; use a domain of your own (com.example)")
+            raise InvalidArgument(
+                f"custom op '{op_type}': domain {domain!r} is reserved; use a domain of your own (com.example)"
+            )
         if not isinstance(op_type, str) or not op_type.isidentifier():
             raise InvalidArgument(f"custom op in {domain}: op type {op_type!r} is not a valid name")
         self.domain, self.op_type, self.since_version = domain, op_type, int(since_version)
         self.label = f"{domain}::{op_type}"
-        for what, fn in [("kernel", kernel), ("shape", shape), *((f"kernel for {k}", f) for k, f in (kernels or {}).items())]:
+        for what, fn in [
+            ("kernel", kernel),
+            ("shape", shape),
+            *((f"kernel for {k}", f) for k, f in (kernels or {}).items()),
+        ]:
             if fn is not None and not callable(fn):
                 raise InvalidArgument(f"custom op {self.label}: the {what} is not callable")
         self.kernel, self.shape, self.kernels, self.pure = kernel, shape, dict(kernels or {}), bool(pure)
-        self.constraints = {name: frozenset(parse_type(t) for t in types) for name, types in (type_constraints or {}).items()}
+        self.constraints = {
+            name: frozenset(parse_type(t) for t in types) for name, types in (type_constraints or {}).items()
+        }
         self.inputs = tuple(Port.parse(s) for s in inputs)
         self.outputs = tuple(Port.parse(s) for s in outputs)
         if not self.outputs:
             raise InvalidArgument(f"custom op {self.label} declares no output")
-        self.fixed = {p.type: parse_type(p.type) for p in self.inputs + self.outputs if p.type and p.type not in self.constraints}
+        self.fixed = {}
+        for port in self.inputs + self.outputs:
+            if port.type and port.type not in self.constraints:
+                try:
+                    self.fixed[port.type] = parse_type(port.type)
+                except InvalidArgument as exc:
+                    raise InvalidArgument(
+                        f"custom op {self.label}: the type '{port.type}' of '{port.name}' is neither a type constraint "
+                        f"(declared: {', '.join(self.constraints) or 'none'}) nor a tensor type: {exc}"
+                    ) from exc
         seen_optional = False
         for port in self.inputs:
             if seen_optional and not port.optional:
                 raise InvalidArgument(f"custom op {self.label}: required input '{port.name}' follows an optional one")
             seen_optional = seen_optional or port.optional
         self.attributes = dict(attributes or {})
-        self.__doc__ = getattr(kernel, "__doc__", None)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -196,7 +214,9 @@ class CustomOp:
         """The kernel's keyword arguments: the node's attributes checked and the defaults filled in."""
         unknown = sorted(set(given) - set(self.attributes))
         if unknown:
-            raise error(f"attribute '{unknown[0]}' is not declared by {self.label} (declared: {', '.join(self.attributes) or 'none'})")
+            raise error(
+                f"attribute '{unknown[0]}' is not declared by {self.label} (declared: {', '.join(self.attributes) or 'none'})"
+            )
         values = {}
         for name, spec in self.attributes.items():
             if name not in given:
@@ -259,7 +279,9 @@ def _checked(ctx: NodeContext, op: CustomOp, result: Any) -> Any:
     several = type(result) is tuple
     values = list(result) if several else [result]
     if len(values) != max(ctx.num_outputs, 1):
-        raise RuntimeFailure(f"{ctx.describe()}: custom op {op.label} returned {len(values)} values for {ctx.num_outputs} outputs")
+        raise RuntimeFailure(
+            f"{ctx.describe()}: custom op {op.label} returned {len(values)} values for {ctx.num_outputs} outputs"
+        )
     for i, (value, info) in enumerate(zip(values, ctx.outputs)):
         if info is None or value is None:
             continue
@@ -305,13 +327,17 @@ class CustomOpScope:
             if not isinstance(op, CustomOp):
                 raise InvalidArgument(f"expected an onnxmux.CustomOp, got {type(op).__name__}")
             if op.key in self._ops:
-                raise InvalidArgument(f"custom op {op.label} (since version {op.since_version}) is already registered {self.where}")
+                raise InvalidArgument(
+                    f"custom op {op.label} (since version {op.since_version}) is already registered {self.where}"
+                )
             self._ops[op.key] = op
 
     def remove(self, op: CustomOp) -> None:
         """Unregister an op; InvalidArgument when it is not registered here."""
         if self._ops.get(op.key) is not op:
-            raise InvalidArgument(f"custom op {op.label} (since version {op.since_version}) is not registered {self.where}")
+            raise InvalidArgument(
+                f"custom op {op.label} (since version {op.since_version}) is not registered {self.where}"
+            )
         del self._ops[op.key]
 
     def ops(self) -> list[CustomOp]:
@@ -383,7 +409,9 @@ class SessionCustomOps:
                 provider.registry = _Layered(extra, provider.registry)
 
     # -- load-time typing ---------------------------------------------------------------
-    def infer_shapes(self, proto: onnx.ModelProto, infer: Callable[[onnx.ModelProto], onnx.ModelProto]) -> onnx.ModelProto:
+    def infer_shapes(
+        self, proto: onnx.ModelProto, infer: Callable[[onnx.ModelProto], onnx.ModelProto]
+    ) -> onnx.ModelProto:
         """ONNX shape inference with the custom ops typed by their declarations and shape functions.
 
         ``infer`` is ONNX's inference; between its passes the custom ops whose inputs became
@@ -472,12 +500,18 @@ def _type_node(graph: onnx.GraphProto, node: onnx.NodeProto, op: CustomOp, types
         info = declared.get(name)
         tensor = info.type.tensor_type if info is not None and info.type.HasField("tensor_type") else None
         _check_declared(where, name, dtype, shape, tensor)
-        elem = dtype if dtype is not None else (numpy_dtype(tensor.elem_type) if tensor is not None and tensor.elem_type else None)
+        elem = (
+            dtype
+            if dtype is not None
+            else (numpy_dtype(tensor.elem_type) if tensor is not None and tensor.elem_type else None)
+        )
         if elem is None:
             continue
         if shape is None and tensor is not None and tensor.HasField("shape"):
             shape = _proto_shape(tensor)
-        type_proto = onnx.helper.make_tensor_type_proto(ir.DataType.from_numpy(elem).value, list(shape) if shape is not None else None)
+        type_proto = onnx.helper.make_tensor_type_proto(
+            ir.DataType.from_numpy(elem).value, list(shape) if shape is not None else None
+        )
         if info is None:
             graph.value_info.append(onnx.helper.make_value_info(name, type_proto))
         else:
@@ -551,4 +585,3 @@ def _proto_attributes(node: onnx.NodeProto) -> dict[str, Any]:
             value = [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
         values[attr.name] = value
     return values
-

@@ -47,11 +47,10 @@ class Profiler:
 
         Called last in session creation, on the plan the session will run (parallel or not).
         """
-        labels = plan.labels or tuple(StepLabel("node", step[4], "", "") for step in plan.steps)
         timed = copy.copy(plan)
         timed.steps = tuple(
             (self._timed(step[0], label, [plan.template[i] is not None for i in step[1]]),) + tuple(step[1:])
-            for step, label in zip(plan.steps, labels)
+            for step, label in zip(plan.steps, plan.labels, strict=True)
         )
         self.session_event("session_initialization", self._loaded, time.perf_counter_ns())
         return _ProfiledPlan(timed, self)
@@ -65,7 +64,11 @@ class Profiler:
             end = time.perf_counter_ns()
             if self.enabled:
                 outputs = result if type(result) is tuple else (result,)
-                self._add(_event(name, "Node", begin - self._origin, end - begin, _node_args(label, args, outputs, parameters)))
+                self._add(
+                    _event(
+                        name, "Node", begin - self._origin, end - begin, _node_args(label, args, outputs, parameters)
+                    )
+                )
             return result
 
         return timed
@@ -126,7 +129,9 @@ def _event(name: str, cat: str, ts_ns: int, dur_ns: int, args: dict[str, Any]) -
     }
 
 
-def _node_args(label: StepLabel, inputs: Sequence[Any], outputs: Sequence[Any], parameters: Sequence[bool]) -> dict[str, Any]:
+def _node_args(
+    label: StepLabel, inputs: Sequence[Any], outputs: Sequence[Any], parameters: Sequence[bool]
+) -> dict[str, Any]:
     """onnxruntime's per-node ``args``; sizes are byte counts written as strings, as onnxruntime does.
 
     A copy is described by its host side on both ends (a device value may not tell its type or size).
