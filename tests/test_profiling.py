@@ -170,7 +170,7 @@ def test_summary_of_onnxmux_and_onnxruntime_profiles(tmp_path: Path) -> None:
 def test_run_command_prints_a_profile_summary(tmp_path: Path, capsys) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(affine_relu_model(), model)
-    assert main(["run", str(model), "--repeat", "2", "--profile", str(tmp_path / "cli")]) == 0
+    assert main(["run", str(model), "--repeat", "2", "--profile", "--profile-prefix", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
     for text in (
         "top 10 nodes by time",

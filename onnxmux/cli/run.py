@@ -25,10 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
     p.add_argument("--repeat", type=int, default=1, help="runs to time (the median is shown)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument(
-        "--profile", nargs="?", const="onnxmux_profile", metavar="PREFIX",
-        help="profile the runs (onnxruntime's format, written to PREFIX_<time>.json) and print a summary",
-    )
+    p.add_argument("--profile", action="store_true", help="profile the runs (onnxruntime's format) and print a summary")
+    p.add_argument("--profile-prefix", default="onnxmux_profile", help="where --profile writes: PREFIX_<time>.json")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     options = SessionOptions()
     if args.profile:
         options.enable_profiling = True
-        options.profile_file_prefix = args.profile
+        options.profile_file_prefix = args.profile_prefix
     session = InferenceSession(str(args.model), options, providers=provider_list(args.providers))
     feed = _given_inputs(args.input)
     rng = np.random.default_rng(args.seed)
