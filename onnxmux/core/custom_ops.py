@@ -20,23 +20,19 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import onnx
 import onnx_ir as ir
-from onnx import numpy_helper
 
 from onnxmux.core.context import NodeContext
-from onnxmux.core.errors import InvalidArgument, InvalidGraph, RuntimeFailure
+from onnxmux.core.custom_op_typing import Shape, format_shape, infer_custom_shapes
+from onnxmux.core.errors import InvalidArgument, RuntimeFailure
 from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
 from onnxmux.core.provider import ExecutionProvider, KernelProvider
 from onnxmux.core.registry import KernelDef, KernelRegistry
-from onnxmux.core.types import dtype_name, numpy_dtype
+from onnxmux.core.types import dtype_name
 
 #: Domains a custom op may not use: ONNX's own, and the one of onnxmux's fused kernels.
 RESERVED_DOMAINS = frozenset(
     {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", ONNXMUX_DOMAIN}
 )
-#: Load-time typing passes at most (each types the custom ops whose inputs the last pass typed).
-MAX_SHAPE_PASSES = 8
-
-Shape = tuple  # of int (static), str (symbolic) or None (unknown) dims
 
 
 def _element_types() -> dict[str, np.dtype]:
@@ -297,7 +293,7 @@ def _checked(ctx: NodeContext, op: CustomOp, result: Any) -> Any:
         if info.shape is not None and not _matches(info.shape, array.shape):
             raise RuntimeFailure(
                 f"{ctx.describe()}: custom op {op.label} returned shape {list(array.shape)} for output '{port}', "
-                f"expected {_fmt(info.shape)}"
+                f"expected {format_shape(info.shape)}"
             )
         values[i] = array
     return tuple(values) if several else values[0]
@@ -305,10 +301,6 @@ def _checked(ctx: NodeContext, op: CustomOp, result: Any) -> Any:
 
 def _matches(declared: Shape, actual: Sequence[int]) -> bool:
     return len(declared) == len(actual) and all(not isinstance(d, int) or d == a for d, a in zip(declared, actual))
-
-
-def _fmt(shape: Shape | None) -> str:
-    return "unknown" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 class CustomOpScope:
@@ -408,23 +400,12 @@ class SessionCustomOps:
             if extra.ops():
                 provider.registry = _Layered(extra, provider.registry)
 
-    # -- load-time typing ---------------------------------------------------------------
     def infer_shapes(
         self, proto: onnx.ModelProto, infer: Callable[[onnx.ModelProto], onnx.ModelProto]
     ) -> onnx.ModelProto:
-        """ONNX shape inference with the custom ops typed by their declarations and shape functions.
-
-        ``infer`` is ONNX's inference; between its passes the custom ops whose inputs became
-        typed get their outputs' types, so inference continues past them.
-        """
-        opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
-        done: set[tuple[str, ...]] = set()
-        proto = infer(proto)
-        for _ in range(MAX_SHAPE_PASSES):
-            if not _type_custom_outputs(proto.graph, self, opsets, done, {}):
-                break
-            proto = infer(proto)
-        return proto
+        """ONNX shape inference (``infer``) that continues past these ops, typed by their declarations
+        and shape functions (see ``custom_op_typing``)."""
+        return infer_custom_shapes(proto, self.lookup, infer)
 
 
 class _Layered(KernelRegistry):
@@ -445,143 +426,3 @@ class _Layered(KernelRegistry):
 
     def ops(self) -> list[tuple[str, str]]:
         return sorted(set(self.top.ops()) | set(self.base.ops()))
-
-
-def _type_custom_outputs(
-    graph: onnx.GraphProto,
-    ops: SessionCustomOps,
-    opsets: Mapping[str, int],
-    done: set[tuple[str, ...]],
-    outer: dict[str, onnx.TypeProto],
-) -> int:
-    """Type the outputs of the custom nodes of ``graph`` (and its subgraphs) whose inputs are typed."""
-    types = dict(outer)
-    for info in (*graph.input, *graph.value_info, *graph.output):
-        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
-            types[info.name] = info.type
-    for tensor in graph.initializer:
-        types.setdefault(tensor.name, onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims)))
-    typed = 0
-    for node in graph.node:
-        op = ops.lookup(node.domain, node.op_type, opsets.get(node.domain, 1))
-        if op is not None and tuple(node.output) not in done and all(not n or n in types for n in node.input):
-            done.add(tuple(node.output))
-            typed += _type_node(graph, node, op, types)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                typed += _type_custom_outputs(sub, ops, opsets, done, types)
-    return typed
-
-
-def _type_node(graph: onnx.GraphProto, node: onnx.NodeProto, op: CustomOp, types: dict[str, onnx.TypeProto]) -> int:
-    """Write the types of one custom node's outputs; InvalidGraph when they contradict the model's."""
-    where = f"node '{node.name or node.op_type}' ({op.label})"
-    wrong = op.arity_error(len(node.input), len(node.output))
-    if wrong:
-        raise InvalidGraph(f"{where}: {wrong}")
-    inputs = [types[n].tensor_type if n else None for n in node.input]
-    bound, reason = op.bind([numpy_dtype(t.elem_type) if t is not None else None for t in inputs])
-    if reason is not None:
-        return 0  # the providers decline it, and session creation names the reason
-    dtypes = op.output_dtypes(bound)
-    shapes: list[Shape | None] = [None] * len(op.outputs)
-    if op.shape is not None:
-        attrs = op.attribute_values(_proto_attributes(node), lambda m: InvalidGraph(f"{where}: {m}"))
-        try:
-            result = op.shape(*[_proto_shape(t) if t is not None else None for t in inputs], **attrs)
-        except Exception as exc:
-            raise InvalidGraph(f"{where}: the shape function raised {type(exc).__name__}: {exc}") from exc
-        shapes = _shape_results(result, len(op.outputs), where)
-    declared = {info.name: info for info in (*graph.value_info, *graph.output)}
-    count = 0
-    for name, dtype, shape in zip(node.output, dtypes, shapes):
-        if not name:
-            continue
-        info = declared.get(name)
-        tensor = info.type.tensor_type if info is not None and info.type.HasField("tensor_type") else None
-        _check_declared(where, name, dtype, shape, tensor)
-        elem = (
-            dtype
-            if dtype is not None
-            else (numpy_dtype(tensor.elem_type) if tensor is not None and tensor.elem_type else None)
-        )
-        if elem is None:
-            continue
-        if shape is None and tensor is not None and tensor.HasField("shape"):
-            shape = _proto_shape(tensor)
-        type_proto = onnx.helper.make_tensor_type_proto(
-            ir.DataType.from_numpy(elem).value, list(shape) if shape is not None else None
-        )
-        if info is None:
-            graph.value_info.append(onnx.helper.make_value_info(name, type_proto))
-        else:
-            info.type.CopyFrom(type_proto)
-        types[name] = type_proto
-        count += 1
-    return count
-
-
-def _check_declared(where: str, name: str, dtype: np.dtype | None, shape: Shape | None, tensor: Any) -> None:
-    if tensor is None:
-        return
-    if dtype is not None and tensor.elem_type and numpy_dtype(tensor.elem_type) != dtype:
-        raise InvalidGraph(
-            f"{where}: output '{name}' is tensor({dtype_name(dtype)}) by the op's type constraints, "
-            f"but the model declares tensor({dtype_name(numpy_dtype(tensor.elem_type))})"
-        )
-    if shape is None or not tensor.HasField("shape"):
-        return
-    model_shape = _proto_shape(tensor)
-    if len(model_shape) != len(shape):
-        raise InvalidGraph(
-            f"{where}: the shape function gives output '{name}' rank {len(shape)} ({_fmt(shape)}), "
-            f"but the model declares rank {len(model_shape)} ({_fmt(model_shape)})"
-        )
-    for axis, (mine, theirs) in enumerate(zip(shape, model_shape)):
-        if isinstance(mine, int) and isinstance(theirs, int) and mine != theirs:
-            raise InvalidGraph(
-                f"{where}: the shape function gives output '{name}' dimension {axis} = {mine} ({_fmt(shape)}), "
-                f"but the model declares {theirs} ({_fmt(model_shape)})"
-            )
-
-
-def _shape_results(result: Any, outputs: int, where: str) -> list[Shape | None]:
-    """A shape function's result as one shape (or None) per output; InvalidGraph when malformed."""
-    items = [result] if outputs == 1 else result
-    if not isinstance(items, (list, tuple)) or len(items) != outputs:
-        raise InvalidGraph(f"{where}: the shape function must return a list of {outputs} shapes, got {result!r}")
-    shapes = []
-    for item in items:
-        if item is None:
-            shapes.append(None)
-            continue
-        if not isinstance(item, (list, tuple)) or not all(
-            d is None or isinstance(d, str) or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0)
-            for d in item
-        ):
-            raise InvalidGraph(
-                f"{where}: the shape function returned {item!r}; a shape is a list of dims (int >= 0, str or None)"
-            )
-        shapes.append(tuple(int(d) if isinstance(d, (int, np.integer)) else d for d in item))
-    return shapes
-
-
-def _proto_shape(tensor: Any) -> Shape | None:
-    if not tensor.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
-
-
-def _proto_attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    """A NodeProto's attributes as the kernel sees them (str for strings, numpy for tensors)."""
-    values = {}
-    for attr in node.attribute:
-        value = onnx.helper.get_attribute_value(attr)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        elif isinstance(value, onnx.TensorProto):
-            value = numpy_helper.to_array(value)
-        elif isinstance(value, list):
-            value = [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
-        values[attr.name] = value
-    return values
