@@ -3,6 +3,7 @@
 Written to be a drop-in for onnxruntime's Python API: ``import onnxmux as ort``.
 """
 
+from onnxmux.core.custom_ops import CustomOp, custom_op, register_custom_op, unregister_custom_op
 from onnxmux.core.discovery import get_all_providers, get_available_providers, register_provider
 from onnxmux.core.errors import (
     InvalidArgument,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CompileProvider",
+    "CustomOp",
     "DataTransfer",
     "ExecutionMode",
     "ExecutionProvider",
@@ -45,8 +47,11 @@ __all__ = [
     "Subgraph",
     "UnsupportedModel",
     "UnsupportedOperator",
+    "custom_op",
     "get_all_providers",
+    "register_custom_op",
     "register_provider",
+    "unregister_custom_op",
     "get_available_providers",
     "__version__",
 ]

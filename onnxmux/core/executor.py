@@ -25,6 +25,17 @@ DISCARD_SLOT = 1
 Step = tuple  # (run, input slots, output slots, slots to free, description)
 
 
+@dataclass(frozen=True)
+class StepLabel:
+    """What a step runs, for profiles: a node, a compiled group of nodes, or a copy between devices."""
+
+    kind: str  # "node", "subgraph" or "copy"
+    name: str  # the node's name; a name made up for a subgraph or copy
+    op_type: str  # the node's op; the compiled group's or copy's kind (MemcpyFromHost...)
+    provider: str
+    node_index: int = -1  # the node's position in its graph (-1 for copies)
+
+
 @dataclass
 class Plan:
     """A compiled graph, ready to run on a list of input values."""
@@ -34,6 +45,8 @@ class Plan:
     outer_slots: tuple[int, ...]
     output_slots: tuple[int, ...]
     steps: tuple[Step, ...]
+    #: One label per step (empty when the plan was built without them).
+    labels: tuple[StepLabel, ...] = ()
 
     def initial_slots(self, inputs: Sequence[Any], outer: Sequence[Any]) -> list[Any]:
         """A run's private slot list: the constants, then the inputs and outer values."""
@@ -116,7 +129,7 @@ class ParallelPlan(Plan):
     """
 
     def __init__(self, plan: Plan, threads: int) -> None:
-        super().__init__(plan.template, plan.input_slots, plan.outer_slots, plan.output_slots, plan.steps)
+        super().__init__(plan.template, plan.input_slots, plan.outer_slots, plan.output_slots, plan.steps, plan.labels)
         producer = {slot: i for i, step in enumerate(self.steps) for slot in step[2]}
         self.deps = [{producer[s] for s in step[1] if s in producer} for step in self.steps]
         self.roots = [i for i, deps in enumerate(self.deps) if not deps]

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxmux.core.compiler import GraphCompiler
+from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.loader import ModelSource, load
@@ -36,10 +37,16 @@ class InferenceSession:
         disabled_optimizers: Sequence[str] | None = None,
     ) -> None:
         self._options = sess_options or SessionOptions()
+        self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
-        self._model = load(path_or_bytes)
+        custom_ops = SessionCustomOps.collect(self._options.custom_ops)
+        if custom_ops is not None:
+            custom_ops.install(self._providers)
+        self._model = load(path_or_bytes, custom_ops)
+        if self._profiler is not None:
+            self._profiler.model_loaded(path_or_bytes)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -47,6 +54,7 @@ class InferenceSession:
             level,
             disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
+            custom_ops=custom_ops,
         )
         compiler = GraphCompiler(
             self._model.opsets,
@@ -56,9 +64,6 @@ class InferenceSession:
         )
         self._plan = compiler.compile_model(graph)
         self._execution_plan = compiler.execution_plan
-        self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
-        if self._profiler is not None:
-            self._plan = self._profiler.instrument(self._plan)
         if self._options.optimized_model_filepath:
             save_optimized(self._model.model, self._options.optimized_model_filepath)
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
@@ -69,6 +74,8 @@ class InferenceSession:
         self._input_index = {spec.name: i for i, spec in enumerate(self._inputs)}
         self._outputs = [(v.name, compiler.type_of(v)) for v in graph.outputs]
         self._output_index = {name: i for i, (name, _) in enumerate(self._outputs)}
+        if self._profiler is not None:
+            self._plan = self._profiler.instrument(self._plan)
 
     # -- metadata -----------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -109,8 +116,8 @@ class InferenceSession:
         return self._execution_plan
 
     def end_profiling(self) -> str:
-        """Write the per-kernel timings recorded so far (Chrome trace JSON); returns the file's path,
-        or "" when the session was created without ``enable_profiling``."""
+        """Write the events recorded so far in onnxruntime's profile format and stop profiling;
+        returns the file's path, or "" when the session was created without ``enable_profiling``."""
         return self._profiler.write() if self._profiler is not None else ""
 
     def get_profiling_start_time_ns(self) -> int:
