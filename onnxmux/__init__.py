@@ -3,6 +3,7 @@
 Written to be a drop-in for onnxruntime's Python API: ``import onnxmux as ort``.
 """
 
+from onnxmux.core.custom_ops import CustomOp, custom_op, register_custom_op, unregister_custom_op
 from onnxmux.core.discovery import get_all_providers, get_available_providers, register_provider
 from onnxmux.core.errors import (
     EngineError,
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CompileProvider",
+    "CustomOp",
     "DataTransfer",
     "EPFail",
     "EngineError",
@@ -86,6 +88,7 @@ __all__ = [
     "Subgraph",
     "UnsupportedModel",
     "UnsupportedOperator",
+    "custom_op",
     "disable_telemetry_events",
     "enable_telemetry_events",
     "get_all_providers",
@@ -93,9 +96,11 @@ __all__ = [
     "get_build_info",
     "get_device",
     "get_version_string",
+    "register_custom_op",
     "register_provider",
     "set_default_logger_severity",
     "set_default_logger_verbosity",
     "set_seed",
+    "unregister_custom_op",
     "__version__",
 ]

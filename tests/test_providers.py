@@ -36,6 +36,11 @@ class DeviceArray:
         """The held array's element type."""
         return self.array.dtype
 
+    @property
+    def nbytes(self) -> int:
+        """The held array's size in bytes."""
+        return self.array.nbytes
+
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("a test-device array reached host code without a copy")
 

@@ -139,8 +139,8 @@ def test_profiling_writes_a_chrome_trace(tmp_path) -> None:
     for _ in range(3):
         session.run(None, {"x": np.ones((2, 3), np.float32)})
     path = session.end_profiling()
-    events = json.loads(open(path).read())["traceEvents"]
+    events = [e for e in json.loads(open(path).read()) if e["cat"] == "Node"]
     assert len(events) == 9 and {e["ph"] for e in events} == {"X"}
-    assert sum("'mul'" in e["name"] for e in events) == 3 and all(e["dur"] >= 0 for e in events)
+    assert sum(e["name"] == "mul_kernel_time" for e in events) == 3 and all(e["dur"] >= 0 for e in events)
     plain = ort.InferenceSession(affine_relu_model().SerializeToString())
     assert plain.end_profiling() == "" and plain.get_profiling_start_time_ns() == 0

@@ -10,8 +10,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from onnxmux.cli import profile_summary
 from onnxmux.cli.common import provider_list, random_input
 from onnxmux.core.errors import InvalidArgument
+from onnxmux.core.options import SessionOptions
 from onnxmux.core.session import InferenceSession
 
 
@@ -23,11 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
     p.add_argument("--repeat", type=int, default=1, help="runs to time (the median is shown)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--profile", action="store_true", help="profile the runs (onnxruntime's format) and print a summary")
+    p.add_argument("--profile-prefix", default="onnxmux_profile", help="where --profile writes: PREFIX_<time>.json")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the model and print each output's shape, dtype and a short summary, and the time."""
-    session = InferenceSession(str(args.model), providers=provider_list(args.providers))
+    options = SessionOptions()
+    if args.profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = args.profile_prefix
+    session = InferenceSession(str(args.model), options, providers=provider_list(args.providers))
     feed = _given_inputs(args.input)
     rng = np.random.default_rng(args.seed)
     for arg in session.get_inputs():
@@ -46,6 +54,10 @@ def main(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     console.print(f"run time: {np.median(times) * 1000:.2f} ms (median of {len(times)})")
+    if args.profile:
+        path = session.end_profiling()
+        profile_summary.print_summary(profile_summary.summarize(profile_summary.load_events(path)), console)
+        console.print(f"profile written to {path}")
     return 0
 
 

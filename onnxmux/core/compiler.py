@@ -9,7 +9,7 @@ import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext, tensor_to_numpy
 from onnxmux.core.errors import InvalidGraph, OnnxMuxError
-from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, liveness
+from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
 from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
 from onnxmux.partition.partitioner import Partitioner, Unit, fallback_count
@@ -33,6 +33,8 @@ class GraphCompiler:
         self.partitioner = Partitioner(providers, opsets, rewrite)
         self.declared_types = dict(declared_types or {})
         self.transfers = {p.device: p.data_transfer for p in providers if p.data_transfer is not None}
+        #: The provider owning each device other than the host (copies to and from it are its work).
+        self.device_owner = {p.device: p.name for p in reversed(self.providers) if p.device != HOST}
         #: The plan of the top-level graph, for ``get_execution_plan``.
         self.execution_plan: ExecutionPlan | None = None
 
@@ -76,6 +78,7 @@ class _PlanBuilder:
         self.constants: dict[ir.Value, Any] = {}
         self.template_extra: dict[int, Any] = {}
         self.steps: list[list] = []
+        self.labels: list[StepLabel] = []
         self.outer_slots = tuple(self._place(v, home) for v in outer)
         self.input_slots = tuple(self._place(v, home) for v in graph.inputs)
         for value in graph.initializers.values():
@@ -126,8 +129,10 @@ class _PlanBuilder:
         for unit in self.partitioning.units:
             for node in unit.nodes:
                 self.device_of[node] = unit.provider.device
+        index = {node: i for i, node in enumerate(self.graph)}
         for unit in self.partitioning.units:
             self.steps.append(self._unit_step(unit))
+            self.labels.append(_unit_label(unit, index, len(self.labels)))
         output_slots = []
         for value in self.graph.outputs:
             if value not in self.table.slots:
@@ -145,6 +150,7 @@ class _PlanBuilder:
             self.outer_slots,
             tuple(output_slots),
             tuple((s[0], s[1], s[2], tuple(s[3]), s[4]) for s in self.steps),
+            tuple(self.labels),
             dict(self.location),
             self.copied_from,
         )
@@ -193,7 +199,16 @@ class _PlanBuilder:
             self.copied_from[copied] = slot
             self.copies.append(Copy(value.name, source, device))
             self.steps.append([move, (slot,), (copied,), [], f"copy of '{value.name}' from {source} to {device}"])
+            self.labels.append(copy_label(value.name, source, device, self.compiler.device_owner))
         return copied
+
+
+
+def copy_label(value: str, source: str, target: str, owner: Mapping[str, str]) -> StepLabel:
+    """The profile label of a copy step; ``owner`` names the provider of each device."""
+    kind = "MemcpyFromHost" if source == HOST else "MemcpyToHost" if target == HOST else "Memcpy"
+    provider = owner.get(target) or owner.get(source, "")
+    return StepLabel("copy", f"copy_{value}_to_{target}", kind, provider)
 
 
 def mover(transfers: Mapping[str, Any], source: str, target: str) -> Callable[[Any], Any]:
@@ -211,6 +226,15 @@ def mover(transfers: Mapping[str, Any], source: str, target: str) -> Callable[[A
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _unit_label(unit: Unit, index: Mapping[ir.Node, int], step: int) -> StepLabel:
+    """The label of a kernel node's step, or of a compiled group's (named for its provider and step)."""
+    if unit.compiled is None:
+        node = unit.nodes[0]
+        return StepLabel("node", node.name or node.op_type, node.op_type, unit.provider.name, index.get(node, -1))
+    first = min(index.get(n, -1) for n in unit.nodes)
+    return StepLabel("subgraph", f"{unit.provider.name}_subgraph_{step}", "CompiledSubgraph", unit.provider.name, first)
 
 
 def subgraphs_of(node: ir.Node) -> list[ir.Graph]:

@@ -25,6 +25,17 @@ DISCARD_SLOT = 1
 Step = tuple  # (run, input slots, output slots, slots to free, description)
 
 
+@dataclass(frozen=True)
+class StepLabel:
+    """What a step runs, for profiles: a node, a compiled group of nodes, or a copy between devices."""
+
+    kind: str  # "node", "subgraph" or "copy"
+    name: str  # the node's name; a name made up for a subgraph or copy
+    op_type: str  # the node's op; the compiled group's or copy's kind (MemcpyFromHost...)
+    provider: str
+    node_index: int = -1  # the node's position in its graph (-1 for copies)
+
+
 @dataclass
 class Plan:
     """A compiled graph, ready to run on a list of input values."""
@@ -34,6 +45,8 @@ class Plan:
     outer_slots: tuple[int, ...]
     output_slots: tuple[int, ...]
     steps: tuple[Step, ...]
+    #: One label per step (empty when the plan was built without them).
+    labels: tuple[StepLabel, ...] = ()
     #: The device of each slot placed by the compiler (absent: the host), for rebinding (``placement.py``).
     locations: dict[int, str] = field(default_factory=dict)
     #: Slots written by copy steps, with the slot each copies.
@@ -121,7 +134,14 @@ class ParallelPlan(Plan):
 
     def __init__(self, plan: Plan, threads: int) -> None:
         super().__init__(
-            plan.template, plan.input_slots, plan.outer_slots, plan.output_slots, plan.steps, plan.locations, plan.copied_from
+            plan.template,
+            plan.input_slots,
+            plan.outer_slots,
+            plan.output_slots,
+            plan.steps,
+            plan.labels,
+            plan.locations,
+            plan.copied_from,
         )
         self.threads = threads
         producer = {slot: i for i, step in enumerate(self.steps) for slot in step[2]}

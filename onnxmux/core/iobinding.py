@@ -162,13 +162,17 @@ def _variant(session: InferenceSession, inputs: Mapping[int, Device], outputs: M
     key = (tuple(sorted((p, d.name) for p, d in inputs.items())), tuple(sorted((p, d.name) for p, d in outputs.items())))
     plan = session._placed_plans.get(key)
     if plan is None:
+        bound = [d for d in [*inputs.values(), *outputs.values()] if d.transfer is not None]
         transfers = {p.device: p.data_transfer for p in session._providers if p.data_transfer is not None}
-        transfers.update({d.name: d.transfer for d in [*inputs.values(), *outputs.values()] if d.transfer is not None})
+        transfers.update({d.name: d.transfer for d in bound})
+        owners = {d.name: d.provider.name for d in bound if d.provider is not None}
+        owners.update({p.device: p.name for p in session._providers})
         plan = session._placed_plans[key] = place(
             session._plan,
             {p: d.name for p, d in inputs.items()},
             {p: d.name for p, d in outputs.items()},
             transfers,
+            owners,
         )
     return plan
 

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 import numpy as np
 import onnx
@@ -17,6 +17,9 @@ from google.protobuf.message import DecodeError
 
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
+
+if TYPE_CHECKING:
+    from onnxmux.core.custom_ops import SessionCustomOps
 
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
 
@@ -45,9 +48,13 @@ class LoadedModel:
         return {("" if d == "ai.onnx" else d): v for d, v in self.model.opset_imports.items()}
 
 
-def load(source: ModelSource, adjust: Callable[[onnx.ModelProto, Path], None] | None = None) -> LoadedModel:
-    """Load a model from a path, serialized bytes or a ModelProto; ``adjust`` may change the parsed
-    proto first (the session options that act on the model, ``model_options.py``)."""
+def load(
+    source: ModelSource,
+    custom_ops: SessionCustomOps | None = None,
+    adjust: Callable[[onnx.ModelProto, Path], None] | None = None,
+) -> LoadedModel:
+    """Load a model from a path, serialized bytes or a ModelProto; ``custom_ops`` type their nodes;
+    ``adjust`` may change the parsed proto first (the session options acting on the model, ``model_options.py``)."""
     proto, base_dir = _read(source)
     if adjust is not None:
         adjust(proto, base_dir)
@@ -56,7 +63,7 @@ def load(source: ModelSource, adjust: Callable[[onnx.ModelProto, Path], None] | 
     _densify_sparse(proto.graph)
     if proto.functions:
         proto = _inline_functions(proto)
-    proto = _infer_shapes(proto)
+    proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
     declared = _strip_map_types(proto.graph)
     try:
         model = ir.from_proto(proto)

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 from onnxmux.core.errors import InvalidArgument, NotImplementedFailure
 
+from onnxmux.core.custom_ops import CustomOpScope
+
 
 class GraphOptimizationLevel(enum.IntEnum):
     """How much the optimizer rewrites the graph before partitioning."""
@@ -85,10 +87,16 @@ class SessionOptions(_Options):
         self._files_in_memory: dict[str, bytes] = {}
         #: The user's own optimizer rules, applied after the built-in ones (see docs/optimizer.md).
         self.optimizer_rules: list = []
+        #: Custom operators for sessions made with these options (see docs/custom_ops.md).
+        self.custom_ops = CustomOpScope("in these session options")
 
     def add_optimizer_rule(self, rule: object) -> None:
         """Add a graph rewrite rule (an ``onnxmux.optimizer.Rule``) to run at session creation."""
         self.optimizer_rules.append(rule)
+
+    def register_custom_ops(self, *ops: object) -> None:
+        """Let sessions made with these options run these ``onnxmux.CustomOp``s (lists are accepted)."""
+        self.custom_ops.add(ops)
 
     def add_session_config_entry(self, key: str, value: str) -> None:
         """Set a free-form configuration entry (``session.*``, ``optimization.*``)."""

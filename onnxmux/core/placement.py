@@ -12,15 +12,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from onnxmux.core.compiler import mover
+from onnxmux.core.compiler import copy_label, mover
 from onnxmux.core.executor import ParallelPlan, Plan, liveness
 from onnxmux.core.provider import HOST
 
 
-def place(plan: Plan, input_devices: Mapping[int, str], output_devices: Mapping[int, str], transfers: Mapping[str, Any]) -> Plan:
+def place(
+    plan: Plan,
+    input_devices: Mapping[int, str],
+    output_devices: Mapping[int, str],
+    transfers: Mapping[str, Any],
+    owners: Mapping[str, str],
+) -> Plan:
     """The variant of ``plan`` taking input ``i`` on ``input_devices[i]`` and giving output ``j`` on
-    ``output_devices[j]`` (positions absent from the maps stay on the host)."""
-    builder = _Variant(plan, transfers)
+    ``output_devices[j]`` (positions absent from the maps stay on the host). ``transfers`` and
+    ``owners`` give each device's data transfer and provider name."""
+    builder = _Variant(plan, transfers, owners)
     for position, device in input_devices.items():
         builder.bind_input(position, device)
     for position, device in output_devices.items():
@@ -29,10 +36,13 @@ def place(plan: Plan, input_devices: Mapping[int, str], output_devices: Mapping[
 
 
 class _Variant:
-    def __init__(self, plan: Plan, transfers: Mapping[str, Any]) -> None:
+    def __init__(self, plan: Plan, transfers: Mapping[str, Any], owners: Mapping[str, str]) -> None:
         self.plan = plan
         self.transfers = transfers
-        self.steps = [list(step[:3]) + [[], step[4]] for step in plan.steps]
+        self.owners = owners
+        labels = plan.labels or [None] * len(plan.steps)
+        #: [run, ins, outs, frees, description, label]
+        self.steps = [list(step[:3]) + [[], step[4], label] for step, label in zip(plan.steps, labels)]
         self.locations = dict(plan.locations)
         self.input_slots = list(plan.input_slots)
         self.output_slots = list(plan.output_slots)
@@ -61,7 +71,8 @@ class _Variant:
 
     def _copy(self, source: int, target: int, name: str) -> list:
         here, there = self.locations.get(source, HOST), self.locations.get(target, HOST)
-        return [mover(self.transfers, here, there), (source,), (target,), [], f"copy of bound {name} from {here} to {there}"]
+        label = copy_label(name.replace(" ", "_"), here, there, self.owners) if self.plan.labels else None
+        return [mover(self.transfers, here, there), (source,), (target,), [], f"copy of bound {name} from {here} to {there}", label]
 
     def bind_input(self, position: int, device: str) -> None:
         slot = self.plan.input_slots[position]
@@ -103,12 +114,12 @@ class _Variant:
             self.plan.outer_slots,
             tuple(self.output_slots),
             tuple((s[0], s[1], s[2], tuple(s[3]), s[4]) for s in steps),
+            tuple(s[5] for s in steps) if self.plan.labels else (),
             self.locations,
             dict(self.plan.copied_from),
         )
-        if isinstance(self.plan, ParallelPlan):
-            return ParallelPlan(variant, self.plan.threads)
-        return variant
+        threads = getattr(self.plan, "threads", None)  # a parallel plan, possibly inside a profiled one
+        return ParallelPlan(variant, threads) if threads else variant
 
 
 def copy_count(plan: Plan) -> int:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxmux.core.compiler import GraphCompiler
+from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.errors import EPFail, InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.feeds import InputSpec, detach, missing_input, unknown_name
@@ -39,10 +40,16 @@ class InferenceSession(SessionCompat):
     ) -> None:
         self._options = sess_options or SessionOptions()
         self._source = (path_or_bytes, disabled_optimizers)  # set_providers rebuilds from it
-        self._model = load(path_or_bytes, adjust=self._adjust_model)
+        self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
+        custom_ops = SessionCustomOps.collect(self._options.custom_ops)
+        self._model = load(path_or_bytes, custom_ops, adjust=self._adjust_model)
+        if self._profiler is not None:
+            self._profiler.model_loaded(path_or_bytes)
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
+        if custom_ops is not None:
+            custom_ops.install(self._providers)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -50,6 +57,7 @@ class InferenceSession(SessionCompat):
             level,
             disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
+            custom_ops=custom_ops,
         )
         compiler = GraphCompiler(
             self._model.opsets,
@@ -59,9 +67,6 @@ class InferenceSession(SessionCompat):
         )
         self._plan = compiler.compile_model(graph)
         self._execution_plan = compiler.execution_plan
-        self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
-        if self._profiler is not None:
-            self._plan = self._profiler.instrument(self._plan)
         if self._options.optimized_model_filepath:
             self._save_optimized()
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
@@ -73,6 +78,8 @@ class InferenceSession(SessionCompat):
         self._outputs = [(v.name, compiler.type_of(v)) for v in graph.outputs]
         self._output_index = {name: i for i, (name, _) in enumerate(self._outputs)}
         self._placed_plans: dict = {}  # plan variants for device-bound inputs and outputs (iobinding.py)
+        if self._profiler is not None:
+            self._plan = self._profiler.instrument(self._plan)
 
     # -- metadata -----------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -113,8 +120,8 @@ class InferenceSession(SessionCompat):
         return self._execution_plan
 
     def end_profiling(self) -> str:
-        """Write the per-kernel timings recorded so far (Chrome trace JSON); returns the file's path,
-        or "" when the session was created without ``enable_profiling``."""
+        """Write the events recorded so far in onnxruntime's profile format and stop profiling;
+        returns the file's path, or "" when the session was created without ``enable_profiling``."""
         return self._profiler.write() if self._profiler is not None else ""
 
     def get_profiling_start_time_ns(self) -> int:

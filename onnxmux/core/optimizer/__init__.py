@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Collection, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import onnx_ir as ir
 
@@ -40,6 +40,9 @@ from onnxmux.core.optimizer.folding import ConstantFolding
 from onnxmux.core.optimizer.rules import PatternRule, Rule, RuleReport
 from onnxmux.core.optimizer.safety import Snapshot, clone_snapshot, graph_problems, model_problems, restore_clone
 from onnxmux.core.optimizer.transformer import FuseFastGelu, FuseGelu, FuseLayerNormalization, FuseSoftmax
+
+if TYPE_CHECKING:
+    from onnxmux.core.custom_ops import SessionCustomOps
 
 __all__ = ["BUILTIN_RULES", "LEVEL_NAMES", "PatternRule", "Rule", "RuleReport", "optimize", "save_optimized"]
 
@@ -92,10 +95,12 @@ def optimize(
     level: int,
     disabled: Collection[str] = (),
     extra_rules: Sequence[Rule] = (),
+    custom_ops: SessionCustomOps | None = None,
 ) -> list[RuleReport]:
     """Rewrite model.graph in place at ``level`` (0, 1, 2, 99 = onnxmux.GraphOptimizationLevel
     values), skipping rules whose name is in ``disabled``, then applying user ``extra_rules``;
-    returns what changed (one report per rule that changed the graph or failed)."""
+    returns what changed (one report per rule that changed the graph or failed). Constant folding
+    also evaluates the pure ones of ``custom_ops``."""
     level = int(level)
     if isinstance(disabled, str):  # the config entry's comma-separated form
         disabled = disabled.split(",")
@@ -111,7 +116,7 @@ def optimize(
     _share_opsets(model.graph)
     reserve_names(model.graph)
     run = _Run(model)
-    builtins = [cls() for since, cls in BUILTIN_RULES if since <= level and cls.name not in disabled]
+    builtins = [_builtin(cls, custom_ops) for since, cls in BUILTIN_RULES if since <= level and cls.name not in disabled]
     if builtins:
         run.builtins(builtins)
     users = [rule for rule in extra_rules if rule.name not in disabled]
@@ -119,6 +124,11 @@ def optimize(
     if changed and DeadCodeElimination.name not in disabled:
         run.builtins([DeadCodeElimination()])
     return run.results()
+
+
+def _builtin(cls: type[Rule], custom_ops: SessionCustomOps | None) -> Rule:
+    """An instance of a built-in rule; constant folding is told the session's custom ops."""
+    return ConstantFolding(custom_ops=custom_ops) if cls is ConstantFolding else cls()
 
 
 def _share_opsets(graph: ir.Graph) -> None:

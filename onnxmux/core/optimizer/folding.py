@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
@@ -29,6 +29,9 @@ from onnxmux.core.optimizer.editing import (
 from onnxmux.core.optimizer.rules import Rule
 from onnxmux.core.types import type_info
 
+if TYPE_CHECKING:
+    from onnxmux.core.custom_ops import SessionCustomOps
+
 logger = logging.getLogger("onnxmux")
 
 #: Results with more elements than this stay computed at run time (they would bloat the model).
@@ -40,12 +43,14 @@ SHAPE_ONLY = frozenset({"Shape", "Size"})
 
 
 class ConstantFolding(Rule):
-    """Evaluate nodes whose inputs are all constants with the CPU provider's kernels."""
+    """Evaluate nodes whose inputs are all constants with the CPU provider's kernels (and the
+    session's custom ops declared pure)."""
 
     name = "ConstantFolding"
 
-    def __init__(self, max_elements: int = MAX_FOLDED_ELEMENTS) -> None:
+    def __init__(self, max_elements: int = MAX_FOLDED_ELEMENTS, custom_ops: SessionCustomOps | None = None) -> None:
         self.max_elements = max_elements
+        self.custom_ops = custom_ops
 
     def apply(self, graph: ir.Graph) -> int:
         """Fold every foldable node, in graph order; returns how many were folded."""
@@ -53,6 +58,8 @@ class ConstantFolding(Rule):
         from onnxmux.providers.cpu import CPUExecutionProvider
 
         cpu = CPUExecutionProvider()
+        if self.custom_ops is not None:
+            self.custom_ops.install([cpu], pure_only=True)
         count = 0
         for node in list(graph):
             inputs = self._constant_inputs(node)
