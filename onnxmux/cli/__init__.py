@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from onnxmux.cli import demo, plan, providers, report, run
+from onnxmux.cli import demo, matrix, plan, providers, report, run
 from onnxmux.core.errors import OnnxMuxError
 
-COMMANDS = {"run": run, "plan": plan, "providers": providers, "report": report, "demo": demo}
+COMMANDS = {"run": run, "plan": plan, "providers": providers, "report": report, "demo": demo, "matrix": matrix}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,13 @@
-"""Pieces shared by the sub-commands: provider lists and random inputs for a session."""
+"""Pieces shared by the sub-commands: provider lists, random inputs, argument types, warnings."""
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 
 import numpy as np
+from rich.console import Console
 
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.node_arg import NodeArg
@@ -36,3 +39,26 @@ _DTYPES = {
     for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
 }
 _DTYPES.update({"float": np.dtype("float32"), "double": np.dtype("float64")})
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def warn(command: str, message: str) -> None:
+    """One warning line on stderr: ``onnxmux COMMAND: warning: MESSAGE``."""
+    print(f"onnxmux {command}: warning: {message}", file=sys.stderr)
+
+
+def console() -> Console:
+    """A console for tables; output that is not a terminal (CI logs, pipes) gets room for wide tables
+    instead of rich's 80 columns, so names and numbers are never cut."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=160)
