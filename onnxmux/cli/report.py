@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from onnxmux.cli.common import console, positive_int, warn
+from onnxmux.cli.common import positive_int, warn, wide_console
 from onnxmux.cli.demo import build_cnn
 from onnxmux.cli.machine import machine_info, sdk_versions
 from onnxmux.conformance import select_cases
@@ -143,7 +143,7 @@ def _print(report: dict) -> None:
             f"{row['demo_ms']:.2f} ({row['cpu_demo_ms']:.2f})",
             "reference" if row["provider"] == CPU else speed_text(row),
         )
-    out = console()
+    out = wide_console()
     out.print(table)
     for row in rows:
         if not row["available"]:
