@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from onnxmux.cli.common import provider_list, wide_console
+from onnxmux.cli.plan_page import annotate, plan_session, render
 from onnxmux.core.session import InferenceSession
 
 
@@ -19,14 +20,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path, help="the .onnx file to partition")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (get_execution_plan().to_dict())")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the partitioned graph as one self-contained page (zoom, search)")
+    p.add_argument("--annotate", type=Path, metavar="OUT.onnx", help="write the optimized model with each node's provider and partition in its metadata")
     p.add_argument("-v", "--verbose", action="store_true", help="list every node a preferred provider passed on, not counts by reason")
 
 
 def main(args: argparse.Namespace) -> int:
     """Print the plan as tables, or as JSON."""
-    session = InferenceSession(str(args.model), providers=provider_list(args.providers))
+    if args.html or args.annotate:
+        session, optimized = plan_session(args.model, provider_list(args.providers))
+    else:
+        session = InferenceSession(str(args.model), providers=provider_list(args.providers))
     plan = session.get_execution_plan()
     data = plan.to_dict()
+    if args.html:
+        args.html.write_text(render(optimized, data, f"{args.model.name} on {', '.join(data['providers'])}"))
+    if args.annotate:
+        annotate(optimized, data, args.annotate)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
