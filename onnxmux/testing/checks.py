@@ -18,8 +18,12 @@ from onnxmux.core.provider import CompileProvider, KernelProvider
 CPU = "CPUExecutionProvider"
 #: The session config entry that makes the runtime check every node's outputs against its static types.
 CHECK_OUTPUTS_ENTRY = "session.check_provider_outputs"
-#: Plugin hooks whose exceptions the runtime turns into a fallback to the next provider, by provider kind.
-FALLBACK_HOOKS: dict[type, tuple[str, ...]] = {CompileProvider: ("claim", "compile"), KernelProvider: ()}
+#: Plugin hooks whose exceptions the runtime turns into a fallback to the next provider, by provider kind
+#: (a raising availability check makes the provider unavailable, so the next one runs its nodes).
+FALLBACK_HOOKS: dict[type, tuple[str, ...]] = {
+    CompileProvider: ("unavailable_reason", "claim", "compile"),
+    KernelProvider: ("unavailable_reason",),
+}
 RTOL, ATOL = 1e-4, 1e-5
 
 
