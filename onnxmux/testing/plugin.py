@@ -25,6 +25,8 @@ class KitFixture:
 
     def __call__(self, provider: str | type, expected_failures: Path | str | None = None) -> ProviderKit:
         """A kit for ``provider``."""
+        from onnxmux.testing import ProviderKit
+
         return ProviderKit(provider, expected_failures)
 
     def node_suite(self, kit: ProviderKit, pattern: str | None = None) -> SuiteReport:
