@@ -60,8 +60,27 @@ def load(source: ModelSource) -> LoadedModel:
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
     ir.external_data.set_base_dir(model.graph, base_dir)
+    _fix_initializer_inputs(model)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
+
+
+#: Before this IR version every initializer is also listed as a graph input.
+_IR_SEPARATE_INITIALIZERS = 4
+
+
+def _fix_initializer_inputs(model: ir.Model) -> None:
+    """Before IR 4 an initializer had to be listed as a graph input, so there it is a constant,
+    not an overridable input (as in onnxruntime): drop it from the inputs so the optimizer may
+    fold and fuse it. The model then follows IR 4's rules, and says so."""
+    if model.ir_version >= _IR_SEPARATE_INITIALIZERS:
+        return
+    graph = model.graph
+    kept = [value for value in graph.inputs if not value.is_initializer()]
+    if len(kept) != len(graph.inputs):
+        graph.inputs.clear()
+        graph.inputs.extend(kept)
+    model.ir_version = _IR_SEPARATE_INITIALIZERS
 
 
 def name_nodes(graph: ir.Graph) -> None:
