@@ -15,6 +15,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
+from onnxmux.core import contrib_schemas
 from onnxmux.core.errors import InvalidGraph, UnsupportedModel
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
@@ -198,6 +199,7 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     instead, so the weights are not serialized again for onnx's C++ inference; the inferred
     value infos are then copied onto the model.
     """
+    contrib_schemas.register_if_used(proto.graph)
     light = onnx.ModelProto(ir_version=proto.ir_version)
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)

@@ -40,13 +40,13 @@ def _swish(xp: Any, x: Any, alpha: float = 1.0) -> Any:
     return wide * (0.5 * (xp.tanh((0.5 * alpha) * wide) + 1))
 
 
-def _split_heads(x: Any, heads: int) -> Any:
+def split_heads(x: Any, heads: int) -> Any:
     """(batch, seq, heads * size) -> (batch, heads, seq, size)."""
     batch, seq, hidden = x.shape
     return x.reshape(batch, seq, heads, hidden // heads).transpose(0, 2, 1, 3)
 
 
-def _merge_heads(x: Any) -> Any:
+def merge_heads(x: Any) -> Any:
     """(batch, heads, seq, size) -> (batch, seq, heads * size)."""
     batch, heads, seq, size = x.shape
     return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * size)
@@ -149,7 +149,7 @@ def attention(ctx: Any, xp: Any) -> Kernel:
         if packed:
             if not (q_heads and kv_heads):
                 raise ValueError("3-D inputs need the q_num_heads and kv_num_heads attributes")
-            q, k, v = _split_heads(Q, q_heads), _split_heads(K, kv_heads), _split_heads(V, kv_heads)
+            q, k, v = split_heads(Q, q_heads), split_heads(K, kv_heads), split_heads(V, kv_heads)
         else:
             q, k, v = Q, K, V
         if past_key is not None:
@@ -176,7 +176,7 @@ def attention(ctx: Any, xp: Any) -> Kernel:
         probs = _softmax(xp, biased.astype(precision or dtype)).astype(dtype)
         y = xp.matmul(probs, _share_heads(xp, v, heads).astype(dtype)).astype(dtype)
         qk_output = (raw, capped, biased, probs)[mode]
-        return (_merge_heads(y) if packed else y), k, v, qk_output
+        return (merge_heads(y) if packed else y), k, v, qk_output
 
     return run
 
