@@ -306,3 +306,26 @@ def test_models_from_the_transformers_optimizer(exported: Path, tmp_path: Path) 
     optimized.save_model_to_file(str(tmp_path / "transformers.onnx"))
     found = _compare(tmp_path / "transformers.onnx")
     assert "SkipLayerNormalization" in found
+
+
+@pytest.mark.parametrize("step, rotary, packed", [("prompt", False, False), ("prompt", True, True), ("token", False, False), ("token", True, False)])
+def test_group_query_attention(step, rotary, packed) -> None:
+    batch, heads, kv_heads, size, past = 2, 4, 2, 16, 5
+    seq = 4 if step == "prompt" else 1
+    total = seq if step == "prompt" else past + seq
+    q, k, v = _f(batch, seq, heads * size), _f(batch, seq, kv_heads * size), _f(batch, seq, kv_heads * size)
+    angles = np.arange(16)[:, None] * (1e-2 ** (np.arange(size // 2) / (size // 2)))[None, :]
+    inputs = [
+        ("query", F, np.concatenate([q, k, v], axis=-1) if packed else q),
+        ("key", F, None if packed else k),
+        ("value", F, None if packed else v),
+        ("past_key", F, _f(batch, kv_heads, past, size) if step == "token" else None),
+        ("past_value", F, _f(batch, kv_heads, past, size) if step == "token" else None),
+        ("seqlens_k", I32, np.full(batch, total - 1, np.int32)),
+        ("total_sequence_length", I32, np.array(total, np.int32)),
+        ("cos", F, np.cos(angles).astype(np.float32) if rotary else None),
+        ("sin", F, np.sin(angles).astype(np.float32) if rotary else None),
+    ]
+    while inputs[-1][2] is None:
+        inputs.pop()
+    _check_node("GroupQueryAttention", inputs, ["y", "present_key", "present_value"], num_heads=heads, kv_num_heads=kv_heads, do_rotary=int(rotary))

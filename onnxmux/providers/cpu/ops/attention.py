@@ -52,7 +52,7 @@ def merge_heads(x: Any) -> Any:
     return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * size)
 
 
-def _share_heads(xp: Any, x: Any, heads: int) -> Any:
+def share_heads(xp: Any, x: Any, heads: int) -> Any:
     """K or V heads repeated so that query head h reads kv head h // (heads / kv_heads)."""
     kv_heads = x.shape[1]
     if heads % kv_heads:
@@ -157,7 +157,7 @@ def attention(ctx: Any, xp: Any) -> Kernel:
             v = xp.concatenate([past_value, v], axis=2)
         dtype = Q.dtype
         heads, q_len, total = q.shape[1], q.shape[2], k.shape[2]
-        raw = _scaled_scores(xp, q, _share_heads(xp, k, heads), scale)
+        raw = _scaled_scores(xp, q, share_heads(xp, k, heads), scale)
         capped = (softcap * xp.tanh(raw / softcap)).astype(dtype) if softcap else raw
 
         if past_key is not None:
@@ -174,7 +174,7 @@ def attention(ctx: Any, xp: Any) -> Kernel:
             biased = (biased + _mask_bias(xp, attn_mask, total, dtype)).astype(dtype)
 
         probs = _softmax(xp, biased.astype(precision or dtype)).astype(dtype)
-        y = xp.matmul(probs, _share_heads(xp, v, heads).astype(dtype)).astype(dtype)
+        y = xp.matmul(probs, share_heads(xp, v, heads).astype(dtype)).astype(dtype)
         qk_output = (raw, capped, biased, probs)[mode]
         return (merge_heads(y) if packed else y), k, v, qk_output
 
@@ -192,13 +192,13 @@ def flex_attention(ctx: Any, xp: Any) -> Kernel:
     def run(Q, K, V, *outer):
         work = precision or np.dtype(np.float64 if Q.dtype == np.float64 else np.float32)
         heads = Q.shape[1]
-        scores = _scaled_scores(xp, Q, _share_heads(xp, K, heads), scale).astype(work)
+        scores = _scaled_scores(xp, Q, share_heads(xp, K, heads), scale).astype(work)
         if score_mod is not None:
             (scores,) = score_mod([scores], list(outer))
         probs = _softmax(xp, scores)
         if prob_mod is not None:
             (probs,) = prob_mod([probs], list(outer))
-        values = _share_heads(xp, V, heads).astype(work)
+        values = share_heads(xp, V, heads).astype(work)
         return xp.matmul(probs, values).astype(Q.dtype)
 
     return run

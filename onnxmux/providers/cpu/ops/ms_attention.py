@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from onnxmux.core.context import NodeContext
-from onnxmux.providers.cpu.ops.attention import merge_heads, rotary_embedding, split_heads
+from onnxmux.providers.cpu.ops.attention import merge_heads, rotary_embedding, share_heads, split_heads
 from onnxmux.providers.cpu.ops.fused import attend
 from onnxmux.providers.cpu.registry import op
 
@@ -163,3 +163,70 @@ def ms_rotary_embedding(ctx: NodeContext, xp: Any):
         return rotate(x, cos_cache, sin_cache, position_ids)
 
     return run
+
+
+@op("GroupQueryAttention", 1, domain=DOMAIN)
+def group_query_attention(ctx: NodeContext, xp: Any):
+    """Causal attention whose query heads share fewer K/V heads, with a KV cache in (batch, kv_heads,
+    seq, size) layout: the new keys and values are written after each row's past tokens
+    (``seqlens_k + 1 - seq`` of them); rotary embedding optional (``do_rotary``)."""
+    heads, kv_heads = ctx.attr("num_heads"), ctx.attr("kv_num_heads")
+    window = ctx.attr("local_window_size", -1)
+    do_rotary = bool(ctx.attr("do_rotary", 0))
+    rotate = rotary_embedding(_RotaryContext(ctx.attr("rotary_interleaved", 0)), xp) if do_rotary else None
+    for unsupported in ("k_quant_type", "v_quant_type"):
+        if ctx.attr(unsupported, "NONE") != "NONE":
+            raise ctx.error(f"{unsupported} (a quantized KV cache) is not supported")
+    if ctx.attr("softcap", 0.0) or ctx.attr("smooth_softmax", 0):
+        raise ctx.error("softcap and smooth_softmax are not supported")
+
+    def run(query, key, value, past_key, past_value, seqlens_k, total_sequence_length, cos_cache=None, sin_cache=None,
+            position_ids=None, attention_bias=None, head_sink=None, *rest):  # fmt: skip
+        if head_sink is not None or any(r is not None for r in rest):
+            raise ValueError("head_sink, quantization scales, Q/K norms and query_seqlens are not supported")
+        batch, seq = query.shape[:2]
+        if key is None:  # packed (batch, seq, (heads + 2 * kv_heads) * size)
+            size = query.shape[2] // (heads + 2 * kv_heads)
+            query, key, value = xp.split(query, [heads * size, (heads + kv_heads) * size], axis=-1)
+        q, k, v = split_heads(query, heads), split_heads(key, kv_heads), split_heads(value, kv_heads)
+        size = q.shape[-1]
+        lengths = seqlens_k.astype(np.int64) + 1  # valid keys per row after this step
+        starts = lengths - seq  # where this step's tokens go
+        if rotate is not None:
+            positions = starts[:, None] + xp.arange(seq)[None, :] if position_ids is None else position_ids
+            q = rotate(q, cos_cache, sin_cache, positions)
+            k = rotate(k, cos_cache, sin_cache, positions)
+        past = 0 if past_key is None else past_key.shape[2]
+        total = max(past + seq, int(total_sequence_length.reshape(-1)[0]))
+        present_k = xp.zeros((batch, kv_heads, total, size), dtype=k.dtype)
+        present_v = xp.zeros((batch, kv_heads, total, size), dtype=v.dtype)
+        for b in range(batch):
+            start = int(starts[b])
+            if past_key is not None and start > 0:
+                present_k[b, :, :start] = past_key[b, :, :start]
+                present_v[b, :, :start] = past_value[b, :, :start]
+            present_k[b, :, start : start + seq] = k[b]
+            present_v[b, :, start : start + seq] = v[b]
+        keys = xp.arange(total)[None, None, :]
+        position = starts[:, None, None] + xp.arange(seq)[None, :, None]
+        allowed = (keys <= position) & (keys < lengths[:, None, None])
+        if window > 0:
+            allowed &= keys > position - window
+        bias = xp.where(allowed[:, None], 0, -np.inf).astype(np.float32)
+        if attention_bias is not None:
+            bias = bias + attention_bias
+        kt = share_heads(xp, present_k, heads).swapaxes(-1, -2)
+        context = attend(xp, q, kt, share_heads(xp, present_v, heads), _scale(ctx, size), bias)
+        return merge_heads(context), present_k, present_v
+
+    return run
+
+
+class _RotaryContext:
+    """The attributes the ONNX RotaryEmbedding kernel reads, for rotating (batch, heads, seq, size) arrays."""
+
+    def __init__(self, interleaved: int) -> None:
+        self._attrs = {"interleaved": interleaved, "rotary_embedding_dim": 0, "num_heads": 0}
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self._attrs.get(name, default)
