@@ -157,24 +157,30 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 def check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
     """Refuse external-data locations that leave the model's folder or do not exist."""
     root = os.path.realpath(base_dir)
+    sizes: dict[str, int] = {}  # checked location -> file size (models keep most tensors in one file)
     for tensor in _tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
-        if not location or os.path.isabs(location) or Path(location).drive:
-            raise InvalidGraph(f"initializer '{tensor.name}': external data location '{location}' is not a relative path")
-        target = os.path.realpath(os.path.join(root, location))
-        if os.path.commonpath([root, target]) != root:
-            raise InvalidGraph(
-                f"initializer '{tensor.name}': external data location '{location}' escapes the model's folder"
-            )
-        if not os.path.isfile(target):
-            raise InvalidGraph(f"initializer '{tensor.name}': external data file '{location}' does not exist")
+        if location not in sizes:
+            sizes[location] = _external_file_size(tensor.name, root, location)
         offset = int(info.get("offset", 0) or 0)
         length = info.get("length")
-        if length is not None and offset + int(length) > os.path.getsize(target):
+        if length is not None and offset + int(length) > sizes[location]:
             raise InvalidGraph(f"initializer '{tensor.name}': external data in '{location}' is shorter than declared")
+
+
+def _external_file_size(name: str, root: str, location: str) -> int:
+    """The size of an external data file, after checking that it is a file inside ``root``."""
+    if not location or os.path.isabs(location) or Path(location).drive:
+        raise InvalidGraph(f"initializer '{name}': external data location '{location}' is not a relative path")
+    target = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, target]) != root:
+        raise InvalidGraph(f"initializer '{name}': external data location '{location}' escapes the model's folder")
+    if not os.path.isfile(target):
+        raise InvalidGraph(f"initializer '{name}': external data file '{location}' does not exist")
+    return os.path.getsize(target)
 
 
 def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
