@@ -132,19 +132,24 @@ def test_embed_layer_normalization(segments, mask) -> None:
     _check_node("EmbedLayerNormalization", inputs, outputs, epsilon=1e-12)
 
 
-def _mask(kind: str, batch: int, total: int) -> tuple[int, np.ndarray | None]:
+def _mask(kind: str, batch: int, seq: int, total: int) -> tuple[int, np.ndarray | None]:
     lengths = np.array([total, total - 2], np.int32)
     if kind == "lengths":
         return I32, lengths
     if kind == "raw":
         return I32, (np.arange(total)[None, :] < lengths[:, None]).astype(np.int32)
+    if kind == "raw3d":
+        return I32, RNG.integers(0, 2, (batch, seq, total)).astype(np.int32) | (np.arange(total) == 0)
     return I32, None
 
 
-@pytest.mark.parametrize("mask, unidirectional, past", [("none", 0, False), ("raw", 0, False), ("lengths", 0, False), ("none", 1, True), ("raw", 1, False)])
+@pytest.mark.parametrize(
+    "mask, unidirectional, past",
+    [("none", 0, False), ("raw", 0, False), ("lengths", 0, False), ("none", 1, True), ("raw", 1, False), ("raw3d", 0, False)],
+)
 def test_attention(mask, unidirectional, past) -> None:
     batch, seq, hidden, heads, past_len = 2, 4, 8, 2, 3
-    mask_type, mask_value = _mask(mask, batch, seq + (past_len if past else 0))
+    mask_type, mask_value = _mask(mask, batch, seq, seq + (past_len if past else 0))
     inputs = [
         ("x", F, _f(batch, seq, hidden)),
         ("w", F, _f(hidden, 3 * hidden)),
@@ -329,3 +334,13 @@ def test_group_query_attention(step, rotary, packed) -> None:
     while inputs[-1][2] is None:
         inputs.pop()
     _check_node("GroupQueryAttention", inputs, ["y", "present_key", "present_value"], num_heads=heads, kv_num_heads=kv_heads, do_rotary=int(rotary))
+
+
+def test_unsupported_variants_fail_clearly() -> None:
+    packed = _node_model("MultiHeadAttention", [("query", F, _f(1, 3, 2, 3, 4))], ["y"], num_heads=2)
+    session = onnxmux.InferenceSession(packed)
+    with pytest.raises(onnxmux.RuntimeFailure, match="MultiHeadAttention.*packed"):
+        session.run(None, {"query": _f(1, 3, 2, 3, 4)})
+    three_bits = _node_model("MatMulNBits", [("A", F, _f(2, 16)), ("B", U8, np.zeros((4, 1, 6), np.uint8)), ("scales", F, _f(4, 1))], ["Y"], N=4, K=16, bits=3, block_size=16)
+    with pytest.raises(onnxmux.InvalidGraph, match="bits must be one of 2, 4, 8"):
+        onnxmux.InferenceSession(three_bits)

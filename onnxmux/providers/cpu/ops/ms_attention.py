@@ -24,8 +24,8 @@ DOMAIN = "com.microsoft"
 def _key_mask(xp: Any, mask: Any, batch: int, seq: int, past: int, total: int) -> Any:
     """Which keys each query may read, shaped to broadcast over (batch, heads, seq, total).
 
-    ``mask`` is a raw 0/1 mask (batch, total) or (batch, seq, total), a (batch, 1, max, max) one
-    whose rows past..past+seq are taken, or key lengths (batch) or end and start positions (2*batch).
+    ``mask`` is a raw 0/1 mask (batch, total) or (batch, seq, total), or key lengths (batch) or
+    end and start positions (2 * batch).
     """
     if mask.ndim == 1:
         keys = xp.arange(total)[None, :]
@@ -40,9 +40,7 @@ def _key_mask(xp: Any, mask: Any, batch: int, seq: int, past: int, total: int) -
         return (mask != 0)[:, None, None, :total]
     if mask.ndim == 3:
         return (mask != 0)[:, None, :, :total]
-    if mask.ndim == 4:
-        return mask[:, :1, past : past + seq, :total] != 0
-    raise ValueError(f"unsupported mask of shape {mask.shape}")
+    raise ValueError(f"unsupported mask of shape {mask.shape} (4-D masks are not supported, as in onnxruntime's CPU provider)")
 
 
 def _score_bias(
