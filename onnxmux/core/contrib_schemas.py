@@ -8,7 +8,7 @@ functions give each output its element type and, where cheap, its shape.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import onnx
 import onnx.defs as defs
@@ -16,7 +16,8 @@ from onnx import TensorProto, shape_inference
 
 MS_DOMAIN = "com.microsoft"
 #: A dim as onnx writes it: an int, a symbolic name, or None (unknown).
-Dim = "int | str | None"
+Dim = Union[int, str, None]
+#: A tensor's dims, or None when even its rank is unknown.
 Shape = Optional[list]
 
 
@@ -47,22 +48,13 @@ def _through(op_type: str, version: int, inputs: Callable | None = None):
         if inputs is not None:
             types = inputs(ctx, types)
         names = [f"i{i}" if t is not None else "" for i, t in enumerate(types)]
-        attrs = {a: v for a, v in _attrs(ctx, op_type, version).items()}
-        node = onnx.helper.make_node(op_type, names, ["y"], **attrs)
         schema = defs.get_schema(op_type, version)
+        attrs = {name: _attr(ctx, name, None) for name in schema.attributes}
+        node = onnx.helper.make_node(op_type, names, ["y"], **{k: v for k, v in attrs.items() if v is not None})
         found = shape_inference.infer_node_outputs(schema, node, {n: t for n, t in zip(names, types) if n})
         return [found["y"]]
 
     return infer
-
-
-def _attrs(ctx, op_type: str, version: int) -> dict:
-    values = {}
-    for name in defs.get_schema(op_type, version).attributes:
-        proto = ctx.get_attribute(name)
-        if proto is not None:
-            values[name] = onnx.helper.get_attribute_value(proto)
-    return values
 
 
 def _matmul_inputs(ctx, types: list) -> list:
