@@ -175,8 +175,8 @@ def group_query_attention(ctx: NodeContext, xp: Any):
     for unsupported in ("k_quant_type", "v_quant_type"):
         if ctx.attr(unsupported, "NONE") != "NONE":
             raise ctx.error(f"{unsupported} (a quantized KV cache) is not supported")
-    if ctx.attr("softcap", 0.0) or ctx.attr("smooth_softmax", 0):
-        raise ctx.error("softcap and smooth_softmax are not supported")
+    if ctx.attr("softcap", 0.0) or ctx.attr("smooth_softmax", 0) or not ctx.attr("causal", 1):
+        raise ctx.error("softcap, smooth_softmax and causal=0 are not supported")
 
     def run(query, key, value, past_key, past_value, seqlens_k, total_sequence_length, cos_cache=None, sin_cache=None,
             position_ids=None, attention_bias=None, head_sink=None, *rest):  # fmt: skip
