@@ -12,6 +12,7 @@ from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
+from onnxmux.core.gc_pause import collector_paused
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
@@ -28,6 +29,7 @@ logger = logging.getLogger("onnxmux")
 class InferenceSession:
     """Loads a model once, then runs it on input feeds; safe to ``run`` from several threads."""
 
+    @collector_paused
     def __init__(
         self,
         path_or_bytes: ModelSource,
