@@ -30,7 +30,7 @@ def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def erf(xp: Any, x: Any) -> Any:
     """The Gauss error function of a float array in its own dtype, from SciPy (CuPy's for CuPy arrays)."""
-    if xp is np:
+    if isinstance(x, (np.ndarray, np.generic)):
         return scipy.special.erf(x)
     return importlib.import_module("cupyx.scipy.special").erf(x)
 
