@@ -509,3 +509,46 @@ def test_gpu_bad_device_id() -> None:
     count = cupy.cuda.runtime.getDeviceCount()
     with pytest.raises(onnxmux.InvalidArgument, match=f"'device_id' is {count}"):
         onnxmux.InferenceSession(affine_relu_model().SerializeToString(), providers=[("cuda", {"device_id": count})])
+
+
+# -- the CUDA source of the hand-written kernels compiles (NVRTC, no GPU needed) ---------------
+
+_C_TYPES = {"T": "T", "float32": "float", "int32": "int"}
+
+
+def _plain_kernel(in_params: str, out_params: str, body: str, name: str) -> str:
+    """An elementwise kernel definition written as a plain CUDA kernel over ``i``, with T = float."""
+    args, locals_ = ["long long _n"], []
+    for param in [p.strip() for p in in_params.split(",")] + [p.strip() for p in out_params.split(",")]:
+        words = param.split()
+        raw_, ctype, pname = words[0] == "raw", _C_TYPES[words[-2]], words[-1]
+        output = param in out_params
+        if raw_:
+            args.append(f"const {ctype}* {pname}")
+        elif ctype == "T":
+            args.append(f"{ctype}* {pname}_p")
+            locals_.append(f"{ctype}& {pname} = {pname}_p[i];" if output else f"const {ctype} {pname} = {pname}_p[i];")
+        else:
+            args.append(f"{ctype} {pname}")
+    return (f"typedef float T;\nextern \"C\" __global__ void {name}({', '.join(args)}) {{\n"
+            f"  long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n  if (i >= _n) return;\n"
+            f"  {' '.join(locals_)}\n{body}\n}}\n")
+
+
+def test_hand_written_kernels_compile_with_nvrtc() -> None:
+    nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    from onnxmux.providers.cuda.kernels import raw
+
+    try:
+        nvrtc.getVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC is not installed: {exc}")
+    sources = {spec[3]: _plain_kernel(*spec) for spec in raw.elementwise_specs()}
+    errors = []
+    for name, source in {**sources, **raw.RAW_SOURCES}.items():
+        program = nvrtc.createProgram(source, f"{name}.cu", [], [])
+        try:
+            nvrtc.compileProgram(program, ["-arch=compute_90"])
+        except Exception:
+            errors.append(f"{name}:\n{nvrtc.getProgramLog(program)}")
+    assert not errors, "\n".join(errors)

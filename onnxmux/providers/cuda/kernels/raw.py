@@ -34,8 +34,11 @@ def _cupy() -> Any:
     return cupy
 
 
-@functools.lru_cache(maxsize=None)
-def epilogue(activation: str, has_bias: bool, has_z: bool) -> Any:
+#: An elementwise kernel's definition: input params, output params, body, name (CuPy's syntax).
+ElementwiseSpec = tuple[str, str, str, str]
+
+
+def epilogue_spec(activation: str, has_bias: bool, has_z: bool) -> ElementwiseSpec:
     """In place on ``y``: ``y = act(alpha * y + beta * bias + z)``, one pass; bias and z broadcast.
 
     Called as ``kernel([bias,] [z,] alpha, beta, a, b, y)``; serves Gemm+bias+activation and
@@ -46,26 +49,21 @@ def epilogue(activation: str, has_bias: bool, has_z: bool) -> Any:
     value = "alpha * (float)y" + (" + beta * (float)bias" if has_bias else "") + (" + (float)z" if has_z else "")
     body = f"float v = {value}; y = (T)({ACTIVATION_EXPR[activation]});"
     name = f"onnxmux_epilogue_{activation or 'none'}_{int(has_bias)}{int(has_z)}"
-    return _cupy().ElementwiseKernel(", ".join(inputs), "T y", body, name)
+    return ", ".join(inputs), "T y", body, name
 
 
-@functools.lru_cache(maxsize=None)
-def gelu(approximate: str) -> Any:
+def gelu_spec(approximate: str) -> ElementwiseSpec:
     """``y = gelu(x)`` (erf, or tanh approximation) in one pass, computed in float."""
     body = f"float v = (float)x; y = (T)({GELU_EXPR[approximate]});"
-    return _cupy().ElementwiseKernel("T x", "T y", body, f"onnxmux_gelu_{approximate}")
+    return "T x", "T y", body, f"onnxmux_gelu_{approximate}"
 
 
-@functools.lru_cache(maxsize=None)
-def scale_add() -> Any:
+def scale_add_spec() -> ElementwiseSpec:
     """In place on ``s``: ``s = s * scale + mask`` (mask broadcast), attention's pre-softmax step."""
-    return _cupy().ElementwiseKernel(
-        "T mask, float32 scale", "T s", "s = (T)((float)s * scale + (float)mask);", "onnxmux_scale_add"
-    )
+    return "T mask, float32 scale", "T s", "s = (T)((float)s * scale + (float)mask);", "onnxmux_scale_add"
 
 
-@functools.lru_cache(maxsize=None)
-def im2col() -> Any:
+def im2col_spec() -> ElementwiseSpec:
     """Columns (N, C*KH*KW, OH*OW) of a 2-D NCHW image: one element per thread, zero padding."""
     params = "raw T x, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 OH, int32 OW, " \
         "int32 SH, int32 SW, int32 PH, int32 PW, int32 DH, int32 DW"
@@ -80,11 +78,42 @@ def im2col() -> Any:
     int h = oh * SH - PH + kh * DH, w = ow * SW - PW + kw * DW;
     col = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : (T)0;
     """
-    return _cupy().ElementwiseKernel(params, "T col", body, "onnxmux_im2col")
+    return params, "T col", body, "onnxmux_im2col"
+
+
+def elementwise_specs() -> list[ElementwiseSpec]:
+    """Every elementwise kernel definition, for checks that compile them all."""
+    specs = [epilogue_spec(a, bias, z) for a in ACTIVATION_EXPR for bias in (False, True) for z in (False, True)]
+    return specs + [gelu_spec(a) for a in GELU_EXPR] + [scale_add_spec(), im2col_spec()]
+
+
+@functools.lru_cache(maxsize=None)
+def epilogue(activation: str, has_bias: bool, has_z: bool) -> Any:
+    """The CuPy kernel of ``epilogue_spec``."""
+    return _cupy().ElementwiseKernel(*epilogue_spec(activation, has_bias, has_z))
+
+
+@functools.lru_cache(maxsize=None)
+def gelu(approximate: str) -> Any:
+    """The CuPy kernel of ``gelu_spec``."""
+    return _cupy().ElementwiseKernel(*gelu_spec(approximate))
+
+
+@functools.lru_cache(maxsize=None)
+def scale_add() -> Any:
+    """The CuPy kernel of ``scale_add_spec``."""
+    return _cupy().ElementwiseKernel(*scale_add_spec())
+
+
+@functools.lru_cache(maxsize=None)
+def im2col() -> Any:
+    """The CuPy kernel of ``im2col_spec``."""
+    return _cupy().ElementwiseKernel(*im2col_spec())
 
 
 #: Block-wide reductions shared by the row kernels (one block per row, warps of 32).
 _ROW_COMMON = r"""
+#define NEG_INF __int_as_float(0xff800000)
 __device__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
     return v;
@@ -99,7 +128,7 @@ __device__ float block_reduce(float v, float* shared, bool is_max) {
     if (lane == 0) shared[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        float identity = is_max ? -INFINITY : 0.f;
+        float identity = is_max ? NEG_INF : 0.f;
         v = lane < warps ? shared[lane] : identity;
         v = is_max ? warp_max(v) : warp_sum(v);
         if (lane == 0) shared[0] = v;
@@ -116,7 +145,7 @@ extern "C" __global__ void onnxmux_softmax_rows(const float* x, float* y, long l
     __shared__ float shared[32];
     const float* row = x + (long long)blockIdx.x * cols;
     float* out = y + (long long)blockIdx.x * cols;
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, row[j] * scale);
     m = block_reduce(m, shared, true);
     float s = 0.f;
@@ -152,6 +181,10 @@ extern "C" __global__ void onnxmux_layer_norm_rows(
     }
 }
 """
+
+
+#: The RawKernel sources, for checks that compile them all.
+RAW_SOURCES = {"onnxmux_softmax_rows": _SOFTMAX, "onnxmux_layer_norm_rows": _LAYER_NORM}
 
 
 @functools.lru_cache(maxsize=None)
