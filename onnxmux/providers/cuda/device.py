@@ -13,9 +13,10 @@ on another thread never reads a value still being written.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -75,6 +76,18 @@ class CUDARuntime:
             with self.device:
                 stream = self._local.stream = self.cp.cuda.Stream(non_blocking=False)
         return stream
+
+    @contextlib.contextmanager
+    def capture_stream(self) -> Iterator[Any]:
+        """Within the block, the thread's stream is a new non-blocking one (for CUDA-graph capture)."""
+        saved = getattr(self._local, "stream", None)
+        with self.device:
+            stream = self._local.stream = self.cp.cuda.Stream(non_blocking=True)
+        try:
+            with self.device, stream:
+                yield stream
+        finally:
+            self._local.stream = saved
 
     def copy_stream(self) -> Any:
         """The stream uploads go on: the default one, or the run's (``do_copy_in_default_stream``)."""
@@ -170,8 +183,8 @@ class CUDATransfer(DataTransfer):
         if isinstance(value, runtime.cp.ndarray):
             if value.device.id == runtime.device.id:
                 return value
-            with runtime.device, runtime.stream():
-                return value.copy()
+            with runtime.device, runtime.stream():  # from another GPU: a copy on this one
+                return runtime.cp.array(value, copy=True)
         if dlpack_on_gpu(value):
             return self.to_device(runtime.adopt(value))
         return runtime.upload(np.asarray(value))

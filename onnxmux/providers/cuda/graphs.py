@@ -96,15 +96,19 @@ class CUDAGraphPlan(Plan):
     __call__ = execute
 
     def _capture(self, inputs: Sequence[Any]) -> _Captured | str:
-        """Capture the plan's kernels against static copies of ``inputs``, or the reason it failed."""
+        """Capture the plan's kernels against static copies of ``inputs``, or the reason it failed.
+
+        The kernels are captured on a non-blocking stream of their own (made the thread's stream
+        meanwhile), so nothing queued on the legacy default stream can invalidate the capture.
+        """
         runtime = self.runtime
         slots = self.inner.initial_slots(inputs, ())
-        stream = runtime.stream()
-        with runtime.device, stream:
+        with runtime.device, runtime.stream():
             for run, ins, outs, _, _ in self.uploads:
                 slots[outs[0]] = runtime.cp.array(run(slots[ins[0]]), copy=True)
-            stream.synchronize()
-            description = ""
+            runtime.stream().synchronize()
+        description = ""
+        with runtime.capture_stream() as stream:
             try:
                 stream.begin_capture()
                 try:
