@@ -223,6 +223,19 @@ def test_nodes_the_gpu_cannot_hold_stay_on_the_cpu() -> None:
     np.testing.assert_array_equal(y, expected[1])
 
 
+def test_shape_inputs_stay_on_the_host() -> None:
+    shape = numpy_helper.from_array(np.array([3, 2], np.int64), "shape")
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Reshape", ["r", "shape"], ["y"], name="reshape")]
+    model = _model(nodes, [_tensor("x", [2, 3])], [_tensor("y", [3, 2])], [shape])
+    session = onnxmux.InferenceSession(model, providers=["cuda-strict"])
+    runtime = session._providers[0].runtime
+    assert CUDAExecutionProvider.registry.lookup("", "Reshape", 18).host_inputs == (1,)
+    assert [(c.value, c.target) for c in session.get_execution_plan().copies] == [("x", "cuda:0"), ("y", "cpu")]
+    assert runtime.uploads == 0  # the constant shape was not uploaded
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.maximum(x, 0).reshape(3, 2))
+
+
 def test_fusions_run_on_the_provider_at_level_all() -> None:
     w = numpy_helper.from_array(RNG.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(RNG.standard_normal(4).astype(np.float32), "b")
@@ -398,10 +411,17 @@ def test_torch_models_run_with_no_cpu_node(name: str, strict_cupyx) -> None:
     common, models = _torch_models()
     path = str(models.MODELS[name]("dynamo"))
     session = onnxmux.InferenceSession(path, providers=["cuda-strict", "cpu"])
-    providers = {n["provider"] for n in session.get_execution_plan().nodes}
-    assert providers == {STRICT_CUDA}
+    plan = session.get_execution_plan()
+    assert {n["provider"] for n in plan.nodes} == {STRICT_CUDA}
+    # every device crossing is a copy of the plan, made once per run: inputs up, outputs down, and
+    # int64 shapes computed on the device read back by Reshape/Expand (constant shapes stay on the host)
+    io = {a.name for a in session.get_inputs() + session.get_outputs()}
+    assert all(c.value in io or (c.source, c.target) == ("cuda:0", "cpu") for c in plan.copies)
+    runtime = session._providers[0].runtime
+    before = runtime.uploads + runtime.downloads
     feeds = common.make_feeds(name, batch=2, seq=16)
     (got,) = session.run(None, feeds)
+    assert runtime.uploads + runtime.downloads - before == len(plan.copies)
     (expected,) = onnxmux.InferenceSession(path, providers=["cpu"]).run(None, feeds)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 

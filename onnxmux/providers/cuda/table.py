@@ -8,6 +8,7 @@ kernels out, which is how tests run the shared part of the table on numpy withou
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,17 @@ HOST_ONLY_OPS = frozenset({
     "StringNormalizer",
     "RegexFullMatch",
 })
+_REDUCTIONS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+#: Inputs the shared kernels read as host values (shapes, axes, counts), by ONNX op type: on the
+#: CUDA provider they stay in host memory, so a constant one is never uploaded and no run reads
+#: it back from the GPU (which would synchronize the run and prevent CUDA-graph capture).
+HOST_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "Tile": (1, 2),
+    "ConstantOfShape": (0,), "Pad": (1, 3), "CenterCropPad": (1,), "Slice": (1, 2, 3, 4), "TopK": (1,),
+    "OneHot": (1,), "CumSum": (1,), "Resize": (1, 2, 3), "Upsample": (1,),
+    **{op_type: (1,) for op_type in _REDUCTIONS},
+}
 #: Element types CuPy arrays hold (no strings, bfloat16, float8 or 4-bit types).
 DEVICE_DTYPES = frozenset(
     np.dtype(t)
@@ -64,7 +76,8 @@ def build_registry(cupy_kernels: bool = True) -> KernelRegistry:
         for since in cpu.versions(domain, op_type):
             kernel = cpu.lookup(domain, op_type, since)
             if kernel is not None and kernel.since == since and _shared(kernel):
-                registry.add(kernel)
+                host = HOST_INPUTS.get(op_type, ()) if domain == "" else ()
+                registry.add(dataclasses.replace(kernel, host_inputs=host) if host else kernel)
     if cupy_kernels:
         from onnxmux.providers.cuda.kernels import CUPY_REGISTRY
 
