@@ -76,7 +76,7 @@ def im2col_spec() -> ElementwiseSpec:
     long long n = r / C;
     int oh = p / OW, ow = p % OW;
     int h = oh * SH - PH + kh * DH, w = ow * SW - PW + kw * DW;
-    col = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : (T)0;
+    col = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : (T)0.f;
     """
     return params, "T col", body, "onnxmux_im2col"
 
