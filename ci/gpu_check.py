@@ -77,7 +77,8 @@ def run_tests(timeout: float) -> dict[str, Any]:
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        print((exc.stdout or b"")[-4000:] if isinstance(exc.stdout, bytes) else (exc.stdout or "")[-4000:])
+        output = exc.stdout or b""
+        print((output.decode(errors="replace") if isinstance(output, bytes) else output)[-4000:])
         return {"summary": f"timed out after {timeout:.0f} s"}
     print(done.stdout[-8000:], done.stderr[-2000:])
     lines = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", line)]
