@@ -20,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     """Print one row per provider: name, aliases, device, status."""
     table = Table(title="onnxmux execution providers")
     for column in ("provider", "aliases", "device", "status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "status")  # names stay whole; reasons wrap
     found = discovery.discover()
     for name in discovery.get_all_providers():
         entry = found.get(name)

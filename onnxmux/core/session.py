@@ -10,6 +10,7 @@ import numpy as np
 
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.custom_ops import SessionCustomOps
+from onnxmux.core.device_values import element_dtype, is_device_array
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.gc_pause import collector_paused
@@ -71,6 +72,8 @@ class InferenceSession:
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
             threads = self._options.inter_op_num_threads or os.cpu_count() or 1
             self._plan = ParallelPlan(self._plan, threads)
+        for provider in self._providers:
+            self._plan = provider.wrap_plan(self._plan)
         initializers = set(graph.initializers.values())
         self._inputs = [_InputSpec(v.name, compiler.type_of(v), v in initializers) for v in graph.inputs]
         self._input_index = {spec.name: i for i, spec in enumerate(self._inputs)}
@@ -186,21 +189,23 @@ class _InputSpec:
         t = self.type
         if t.kind != "tensor":
             return self._check_container(value)
-        if not isinstance(value, np.ndarray):
+        device = is_device_array(value)
+        if not isinstance(value, np.ndarray) and not device:
             if isinstance(value, (list, dict)) or value is None:
                 raise InvalidArgument(
                     f"input '{self.name}': expected {t.onnx_name}, got {type(value).__name__}"
                 )
             value = np.asarray(value)
-        if t.dtype is not None and value.dtype != t.dtype:
+        dtype = element_dtype(value) if device else value.dtype
+        if t.dtype is not None and dtype != t.dtype:
             raise InvalidArgument(
-                f"input '{self.name}': expected {t.onnx_name}, got tensor({dtype_name(value.dtype)})"
+                f"input '{self.name}': expected {t.onnx_name}, got tensor({dtype_name(dtype)})"
             )
         if t.shape is not None:
-            if value.ndim != len(t.shape):
+            if len(value.shape) != len(t.shape):
                 raise InvalidArgument(
                     f"input '{self.name}': expected rank {len(t.shape)} with shape {_fmt(t.shape)}, "
-                    f"got rank {value.ndim} with shape {list(value.shape)}"
+                    f"got rank {len(value.shape)} with shape {list(value.shape)}"
                 )
             for axis, (want, got) in enumerate(zip(t.shape, value.shape)):
                 if isinstance(want, int) and want != got:

@@ -64,7 +64,7 @@ def _scaled_scores(xp: Any, q: Any, k: Any, scale: float | None) -> Any:
     """(q * sqrt(scale)) @ (k * sqrt(scale))^T in q's dtype; scale defaults to 1/sqrt(head_size)."""
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    root = np.asarray(math.sqrt(scale), dtype=np.float32).astype(q.dtype)
+    root = np.float32(math.sqrt(scale)).astype(q.dtype)  # a scalar: no host array meets device ones
     product = xp.matmul((q * root).astype(q.dtype), (k * root).astype(q.dtype).swapaxes(-1, -2))
     return product.astype(q.dtype)
 

@@ -30,7 +30,8 @@ def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def erf(xp: Any, x: Any) -> Any:
     """The Gauss error function of a float array in its own dtype, from SciPy (CuPy's for CuPy arrays);
     SciPy is imported on first use, as it costs more to import than the rest of the provider."""
-    return importlib.import_module("scipy.special" if xp is np else "cupyx.scipy.special").erf(x)
+    module = "scipy.special" if isinstance(x, (np.ndarray, np.generic)) else "cupyx.scipy.special"
+    return importlib.import_module(module).erf(x)
 
 
 def _unary(op_type: str, since: int, doc: str, make: Callable[[Any], Callable]) -> None:
