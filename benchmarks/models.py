@@ -198,7 +198,7 @@ def _build_bert() -> "torch.nn.Module":
             self.layers = nn.ModuleList(EncoderLayer() for _ in range(BERT_LAYERS))
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            positions = torch.arange(input_ids.shape[1], dtype=torch.int64).unsqueeze(0)
+            positions = torch.arange(input_ids.shape[1], dtype=torch.int64, device=input_ids.device).unsqueeze(0)
             token_types = torch.zeros_like(input_ids)
             x = (
                 self.word_embeddings(input_ids)

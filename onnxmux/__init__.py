@@ -3,6 +3,10 @@
 Written to be a drop-in for onnxruntime's Python API: ``import onnxmux as ort``.
 """
 
+from onnxmux.core import deferred_imports
+
+deferred_imports.defer()  # before anything imports onnx-ir
+
 from onnxmux.core.custom_ops import CustomOp, custom_op, register_custom_op, unregister_custom_op
 from onnxmux.core.discovery import get_all_providers, get_available_providers, register_provider
 from onnxmux.core.errors import (

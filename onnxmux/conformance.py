@@ -72,8 +72,8 @@ def to_value(item: Any) -> Any:
     return item
 
 
-def run_case(case: Any, providers: Sequence[Any]) -> CaseResult:
-    """Run one case on ``providers`` and compare every output with the expected one."""
+def run_case(case: Any, providers: Sequence[Any], options: onnxmux.SessionOptions | None = None) -> CaseResult:
+    """Run one case on ``providers`` (with session ``options``) and compare every output with the expected one."""
     model = case.model
     initializers = {t.name for t in model.graph.initializer}
     input_names = [i.name for i in model.graph.input if i.name not in initializers]
@@ -85,7 +85,7 @@ def run_case(case: Any, providers: Sequence[Any]) -> CaseResult:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            session = onnxmux.InferenceSession(model.SerializeToString(), providers=list(providers))
+            session = onnxmux.InferenceSession(model.SerializeToString(), options, providers=list(providers))
             for node in session.get_execution_plan().nodes:
                 placement.setdefault(node["provider"], set()).add(node["op_type"])
             for inputs, expected in case.data_sets:
@@ -166,10 +166,15 @@ def compare(got: Any, expected: Any, rtol: float, atol: float) -> str | None:
     return f"values differ (max abs diff {np.max(diff):.3g})"
 
 
-def run_suite(pattern: str | None, providers: Sequence[Any]) -> list[CaseResult]:
+def run_suite(pattern: str | None, providers: Sequence[Any], options: onnxmux.SessionOptions | None = None) -> list[CaseResult]:
     """Run every case whose name matches ``pattern``."""
+    return [run_case(c, providers, options) for c in select_cases(pattern)]
+
+
+def select_cases(pattern: str | None) -> list[Any]:
+    """The node test cases whose name matches ``pattern`` (all when None)."""
     regex = re.compile(pattern) if pattern else None
-    return [run_case(c, providers) for c in node_cases() if regex is None or regex.search(c.name)]
+    return [c for c in node_cases() if regex is None or regex.search(c.name)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,7 +53,7 @@ def test_plan_json_is_the_execution_plan(tmp_path: Path, capsys) -> None:
 
 def test_report_lists_providers_with_coverage_and_speed(capsys) -> None:
     assert main(["report", "-k", "^test_(relu|abs)$", "--rounds", "1", "--json"]) == 0
-    rows = {row["provider"]: row for row in json.loads(capsys.readouterr().out)}
+    rows = {row["provider"]: row for row in json.loads(capsys.readouterr().out)["providers"]}
     cpu = rows["CPUExecutionProvider"]
     assert cpu["available"] and cpu["passed"] == 2 and cpu["regressions"] == []
     device = rows["TestDeviceExecutionProvider"]

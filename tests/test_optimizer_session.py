@@ -148,3 +148,55 @@ def test_disabled_optimizers_argument_as_in_onnxruntime() -> None:
     session = onnxmux.InferenceSession(conv_bn_relu(), options, disabled_optimizers=["FuseConvBatchNorm"])
     assert "BatchNormalization" in _ops(session)
     np.testing.assert_allclose(session.run(None, {"x": X})[0], REFERENCE, rtol=1e-4, atol=1e-5)
+
+
+def ir3_model() -> bytes:
+    """An IR-3 model (every initializer also listed as a graph input): Conv+BatchNormalization and a
+    ConstantOfShape chain, which only fold when those initializers count as constants."""
+    rng = np.random.default_rng(2)
+    arrays = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "scale": rng.random(4).astype(np.float32) + 0.5,
+        "bias": rng.standard_normal(4).astype(np.float32),
+        "mean": rng.standard_normal(4).astype(np.float32),
+        "var": rng.random(4).astype(np.float32) + 0.5,
+        "shape": np.array([1, 4, 8, 8], np.int64),
+    }
+    half = numpy_helper.from_array(np.array([0.5], np.float32))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"], name="bn"),
+            helper.make_node("ConstantOfShape", ["shape"], ["k"], name="fill", value=half),
+            helper.make_node("Mul", ["k", "k"], ["k2"], name="square"),
+            helper.make_node("Add", ["b", "k2"], ["y"], name="add"),
+        ],
+        "ir3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])]
+        + [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in arrays.items()],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in arrays.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3).SerializeToString()
+
+
+def test_ir3_initializers_are_constants_that_fold_and_fuse(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(3).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    expected = ort.InferenceSession(ir3_model(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    outputs = {}
+    for level in (onnxmux.GraphOptimizationLevel.ORT_DISABLE_ALL, onnxmux.GraphOptimizationLevel.ORT_ENABLE_EXTENDED):
+        options = onnxmux.SessionOptions()
+        options.graph_optimization_level = level
+        options.optimized_model_filepath = str(tmp_path / f"{int(level)}.onnx")
+        session = onnxmux.InferenceSession(ir3_model(), options)
+        assert [i.name for i in session.get_inputs()] == ["x"]
+        assert session.get_overridable_initializers() == []
+        outputs[level] = session.run(None, {"x": x})[0]
+        with pytest.raises(onnxmux.InvalidArgument, match="'w'"):
+            session.run(None, {"x": x, "w": np.zeros((4, 3, 3, 3), np.float32)})
+    saved = onnx.load(str(tmp_path / f"{int(onnxmux.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)}.onnx"))
+    onnx.checker.check_model(saved)
+    assert [n.op_type for n in saved.graph.node] == ["Conv", "Add"]
+    np.testing.assert_allclose(outputs[onnxmux.GraphOptimizationLevel.ORT_ENABLE_EXTENDED], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs[onnxmux.GraphOptimizationLevel.ORT_DISABLE_ALL], expected, rtol=1e-5, atol=1e-5)

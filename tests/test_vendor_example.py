@@ -1,7 +1,10 @@
-"""The vendor example package installs from its folder and is found through its entry points only."""
+"""The vendor example package installs from its folder and is found through its entry points only;
+its own tests use onnxmux's provider test kit, which catches a deliberately broken copy of it."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -61,3 +64,63 @@ def test_partitions_and_matches_the_cpu(installed) -> None:
     assert out["options"] == {"fast_math": True}
     assert out["graph_plan"] == ["compiled"]
     assert out["graph_diff"] < 1e-6
+
+
+def _pytest(folder: Path) -> subprocess.CompletedProcess:
+    """The example's own test suite (the kit comes in through onnxmux's pytest11 entry point)."""
+    env = dict(os.environ, PYTHONPATH=str(folder))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")]
+    return subprocess.run(command, capture_output=True, text=True, cwd=folder, env=env)
+
+
+def test_example_tests_pass_with_the_kit() -> None:
+    run = _pytest(EXAMPLE)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "10 passed" in run.stdout
+
+
+#: Faults planted in a copy of the example: (file, original text, broken text).
+FAULTS = [
+    # Gemm returns float64: the node suite and the comparison with the CPU provider name it.
+    ("kernels.py", "return y if c is None else y + beta * c", "return (y if c is None else y + beta * c).astype(np.float64)"),
+    # Relu writes into one buffer shared by every run: concurrent runs overwrite each other.
+    ("kernels.py", "return lambda x: xp.maximum(x, np.float32(0))", "return lambda x: _shared_relu(x)"),
+    ("kernels.py", "def _flag(value)", """def _shared_relu(x):
+    import time
+    buffer = _BUFFERS.setdefault(x.shape, np.empty(x.shape, np.float32))
+    np.maximum(x, np.float32(0), out=buffer)
+    time.sleep(0.002)
+    return buffer
+
+
+_BUFFERS = {}
+
+
+def _flag(value)"""),
+    # Host memory declared under another device name: every copy to and from it is pointless.
+    ("kernels.py", 'device = "cpu"\n    registry = REGISTRY', 'device = "cpu:0"\n    data_transfer = _Same()\n    registry = REGISTRY'),
+    ("kernels.py", "class AcmeExecutionProvider", "class _Same(onnxmux.DataTransfer):\n    def to_device(self, v):\n        return v\n\n    def to_host(self, v):\n        return v\n\n\nclass AcmeExecutionProvider"),
+    # The graph provider computes sin for Tanh.
+    ("graph.py", '"Tanh": np.tanh', '"Tanh": np.sin'),
+]
+
+
+def test_broken_copy_fails_the_kit_naming_each_fault(tmp_path: Path) -> None:
+    broken = tmp_path / "vendor_provider"
+    shutil.copytree(EXAMPLE, broken, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    for name, original, fault in FAULTS:
+        path = broken / "onnxmux_acme" / name
+        text = path.read_text()
+        assert original in text, f"{original!r} is no longer in {name}: update the planted fault"
+        path.write_text(text.replace(original, fault, 1))
+    run = _pytest(broken)
+    out = run.stdout
+    assert run.returncode == 1, out + run.stderr
+    # The node suite names the failing cases and the dtype.
+    assert "AcmeExecutionProvider: node test test_gemm_default_single_elem_vector_bias failed" in out
+    assert "dtype float64, expected float32" in out
+    # The comparison with the CPU provider names the node, its op and its provider.
+    assert "node 'fc' (Gemm) on AcmeExecutionProvider: output 'logits' against the CPU provider: dtype float64, expected float32" in out
+    assert "node 'tanh' (Tanh) on AcmeGraphExecutionProvider: output 'squashed' against the CPU provider: values differ" in out
+    assert "from 'cpu' to 'cpu:0' is not a device crossing" in out
+    assert "(4 threads x 4 runs), output 'probabilities' differs from the single-threaded run" in out

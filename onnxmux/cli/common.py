@@ -1,10 +1,16 @@
-"""Pieces shared by the sub-commands: provider lists and random inputs for a session."""
+"""Pieces shared by the sub-commands: provider lists, random inputs, argument types, warnings."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import re
+import sys
+import warnings
+from typing import Iterator, Sequence
 
 import numpy as np
+from rich.console import Console
 
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.node_arg import NodeArg
@@ -15,15 +21,14 @@ def provider_list(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def random_input(arg: NodeArg, rng: np.random.Generator) -> np.ndarray:
-    """A random tensor of the declared type; symbolic or unknown dims become 1."""
+def random_input(arg: NodeArg, rng: np.random.Generator, shape: Sequence[int] | None = None) -> np.ndarray:
+    """A random tensor of the declared type, of ``shape`` (default: the declared shape, unknown dims 1)."""
     match = re.fullmatch(r"tensor\((\w+)\)", arg.type)
-    if not match:
-        raise InvalidArgument(f"input '{arg.name}' has type {arg.type}: give it with --input")
-    dtype = _DTYPES.get(match.group(1))
+    dtype = _DTYPES.get(match.group(1)) if match else None
     if dtype is None:
         raise InvalidArgument(f"input '{arg.name}' has type {arg.type}: give it with --input")
-    shape = [d if isinstance(d, int) and d >= 0 else 1 for d in (arg.shape or [])]
+    if shape is None:
+        shape = [d if isinstance(d, int) and d >= 0 else 1 for d in (arg.shape or [])]
     if dtype.kind == "f":
         return rng.standard_normal(shape).astype(dtype)
     if dtype.kind == "b":
@@ -36,3 +41,36 @@ _DTYPES = {
     for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
 }
 _DTYPES.update({"float": np.dtype("float32"), "double": np.dtype("float64")})
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def warn(command: str, message: str) -> None:
+    """One warning line on stderr: ``onnxmux COMMAND: warning: MESSAGE``."""
+    print(f"onnxmux {command}: warning: {message}", file=sys.stderr)
+
+
+def wide_console() -> Console:
+    """A console for tables; output that is not a terminal (CI logs, pipes) gets room for wide tables
+    instead of rich's 80 columns, so names and numbers are never cut."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=160)
+
+
+@contextlib.contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Show each warning raised inside as one ``onnxmux COMMAND: warning: ...`` line, without
+    Python's category and source line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *rest: warn(command, str(message))
+        yield

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 from rich.table import Table
 
-from onnxmux.cli.common import provider_list
+from onnxmux.cli.common import positive_int, provider_list
 from onnxmux.core.session import InferenceSession
 
 CLASSES = 10
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
     p = sub.add_parser("demo", help="build and run a small CNN (the out-of-the-box check)")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batch", type=positive_int, default=4, help="images per run (default 4)")
 
 
 def build_cnn(seed: int = 0) -> onnx.ModelProto:
@@ -74,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     console = Console()
     console.print(f"demo CNN ({len(model.graph.node)} nodes) on {', '.join(session.get_providers())}")
+    console.print("its weights and images are random, so the predicted classes only show that the model runs")
     table = Table("image", "predicted class", "probability", "row sum")
     for i, row in enumerate(probabilities):
         table.add_row(str(i), str(int(row.argmax())), f"{row.max():.4f}", f"{row.sum():.4f}")

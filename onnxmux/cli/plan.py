@@ -7,30 +7,40 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from onnxmux.cli.common import provider_list
+from onnxmux.cli.common import provider_list, wide_console
+from onnxmux.cli.plan_page import annotate, plan_session, render
 from onnxmux.core.session import InferenceSession
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
     p = sub.add_parser("plan", help="show how a model is partitioned across providers")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=Path, help="the .onnx file to partition")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (get_execution_plan().to_dict())")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write the partitioned graph as one self-contained page (zoom, search)")
+    p.add_argument("--annotate", type=Path, metavar="OUT.onnx", help="write the optimized model with each node's provider and partition in its metadata")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every node a preferred provider passed on, not counts by reason")
 
 
 def main(args: argparse.Namespace) -> int:
     """Print the plan as tables, or as JSON."""
-    session = InferenceSession(str(args.model), providers=provider_list(args.providers))
+    if args.html or args.annotate:
+        session, optimized = plan_session(args.model, provider_list(args.providers))
+    else:
+        session = InferenceSession(str(args.model), providers=provider_list(args.providers))
     plan = session.get_execution_plan()
     data = plan.to_dict()
+    if args.html:
+        args.html.write_text(render(optimized, data, f"{args.model.name} on {', '.join(data['providers'])}"))
+    if args.annotate:
+        annotate(optimized, data, args.annotate)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    console = Console()
+    console = wide_console()
     per_provider = Table(title=f"{args.model.name}: nodes per provider")
     for column in ("provider", "nodes", "op types"):
         per_provider.add_column(column)
@@ -57,11 +67,30 @@ def main(args: argparse.Namespace) -> int:
         console.print(copies)
     fallbacks = [(n, plan.declined[n["name"]]) for n in data["nodes"] if n["name"] in plan.declined]
     if fallbacks:
-        table = Table(title="nodes that a preferred provider passed on")
-        for column in ("node", "op", "ran on", "why the preferred providers passed"):
-            table.add_column(column)
-        for node, reasons in fallbacks:
-            why = "; ".join(f"{p}: {r}" for p, r in reasons.items())
-            table.add_row(node["name"], node["op_type"], node["provider"], why)
-        console.print(table)
+        console.print(_fallback_table(fallbacks) if args.verbose else _reasons_table(fallbacks))
     return 0
+
+
+def _fallback_table(fallbacks: list[tuple[dict, dict[str, str]]]) -> Table:
+    """One row per node that ran on a provider later in the list, with each preferred provider's reason."""
+    table = Table(title="nodes that a preferred provider passed on")
+    for column in ("node", "op", "ran on", "why the preferred providers passed"):
+        table.add_column(column)
+    for node, reasons in fallbacks:
+        table.add_row(node["name"], node["op_type"], node["provider"], "; ".join(f"{p}: {r}" for p, r in reasons.items()))
+    return table
+
+
+def _reasons_table(fallbacks: list[tuple[dict, dict[str, str]]]) -> Table:
+    """The same nodes grouped by (provider, reason), most frequent first, with counts and a few examples."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for node, reasons in fallbacks:
+        for provider, reason in reasons.items():
+            groups.setdefault((provider, reason), []).append(node)
+    table = Table(title=f"why preferred providers passed on {len(fallbacks)} nodes (--verbose lists them)")
+    for column in ("provider", "reason", "nodes", "for example"):
+        table.add_column(column)
+    for (provider, reason), nodes in sorted(groups.items(), key=lambda item: -len(item[1])):
+        examples = ", ".join(f"{n['name']} ({n['op_type']})" for n in nodes[:3]) + (", ..." if len(nodes) > 3 else "")
+        table.add_row(provider, reason, str(len(nodes)), examples)
+    return table

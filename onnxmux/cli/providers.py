@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from onnxmux.cli.common import wide_console
 from onnxmux.core import discovery
 
 
@@ -19,16 +20,16 @@ def main(args: argparse.Namespace) -> int:
     """Print one row per provider: name, aliases, device, status."""
     table = Table(title="onnxmux execution providers")
     for column in ("provider", "aliases", "device", "status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "status")  # names stay whole; reasons wrap
     found = discovery.discover()
     for name in discovery.get_all_providers():
         entry = found.get(name)
         if entry is None:
-            table.add_row(name, "", "", "[yellow]not installed[/]")
+            table.add_row(name, "", "", f"[yellow]{escape(discovery.not_installed_reason(name))}[/]")
             continue
         reason = entry.unavailable_reason()
         device = entry.cls.device if entry.cls else ""
-        status = "[green]available[/]" if reason is None else f"[red]unavailable[/]: {reason}"
+        status = "[green]available[/]" if reason is None else f"[red]unavailable[/]: {escape(reason)}"
         table.add_row(name, ", ".join(entry.aliases), device, status)
-    Console().print(table)
+    wide_console().print(table)
     return 0

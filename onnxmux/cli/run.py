@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from onnxmux.cli import profile_summary
-from onnxmux.cli.common import provider_list, random_input
-from onnxmux.core.errors import InvalidArgument
+from onnxmux.cli.common import positive_int, provider_list
+from onnxmux.cli.inputs import inputs_table, load_inputs, parse_dims, parse_shapes, random_feed
 from onnxmux.core.options import SessionOptions
 from onnxmux.core.session import InferenceSession
 
@@ -20,10 +20,12 @@ from onnxmux.core.session import InferenceSession
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
     p = sub.add_parser("run", help="run a model on given or random inputs")
-    p.add_argument("model", type=Path)
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file")
+    p.add_argument("model", type=Path, help="the .onnx file to run")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file (repeatable)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=1x3x224x224", help="the shape of a random input (repeatable)")
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE", help="the value of a symbolic dimension such as batch (repeatable; default 1)")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
-    p.add_argument("--repeat", type=int, default=1, help="runs to time (the median is shown)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs to time (the median is shown)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--profile", action="store_true", help="profile the runs (onnxruntime's format) and print a summary")
     p.add_argument("--profile-prefix", default="onnxmux_profile", help="where --profile writes: PREFIX_<time>.json")
@@ -36,13 +38,14 @@ def main(args: argparse.Namespace) -> int:
         options.enable_profiling = True
         options.profile_file_prefix = args.profile_prefix
     session = InferenceSession(str(args.model), options, providers=provider_list(args.providers))
-    feed = _given_inputs(args.input)
-    rng = np.random.default_rng(args.seed)
-    for arg in session.get_inputs():
-        if arg.name not in feed:
-            feed[arg.name] = random_input(arg, rng)
+    given = load_inputs(args.input)
+    feed, notes = random_feed(session.get_inputs(), given, parse_shapes(args.shape), parse_dims(args.dim), args.seed)
+    console = Console()
+    console.print(inputs_table(session.get_inputs(), feed, given))
+    for note in notes:
+        console.print(note)
     times = []
-    for _ in range(max(1, args.repeat)):
+    for _ in range(args.repeat):
         start = time.perf_counter()
         outputs = session.run(None, feed)
         times.append(time.perf_counter() - start)
@@ -51,7 +54,6 @@ def main(args: argparse.Namespace) -> int:
         table.add_column(column)
     for arg, value in zip(session.get_outputs(), outputs):
         table.add_row(arg.name, *_describe(value))
-    console = Console()
     console.print(table)
     console.print(f"run time: {np.median(times) * 1000:.2f} ms (median of {len(times)})")
     if args.profile:
@@ -59,19 +61,6 @@ def main(args: argparse.Namespace) -> int:
         profile_summary.print_summary(profile_summary.summarize(profile_summary.load_events(path)), console)
         console.print(f"profile written to {path}")
     return 0
-
-
-def _given_inputs(items: list[str]) -> dict[str, np.ndarray]:
-    feed = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise InvalidArgument(f"--input '{item}' must be NAME=FILE.npy")
-        try:
-            feed[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InvalidArgument(f"--input '{name}': cannot read '{path}': {exc}") from exc
-    return feed
 
 
 def _describe(value: object) -> tuple[str, str, str]:

@@ -26,6 +26,13 @@ KNOWN_PROVIDERS = (
     "OpenCLExecutionProvider",
     "CPUExecutionProvider",
 )
+#: The onnxmux extra that installs what each known provider needs (``pip install "onnxmux[cuda]"``).
+INSTALL_EXTRAS = {
+    "TensorrtExecutionProvider": "tensorrt",
+    "CUDAExecutionProvider": "cuda",
+    "OpenVINOExecutionProvider": "openvino",
+    "OpenCLExecutionProvider": "opencl",
+}
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,23 @@ def find(name: str) -> ProviderEntry | None:
         if entry.name.lower() == lowered or lowered in entry.aliases:
             return entry
     return None
+
+
+def known_name(name: str) -> str | None:
+    """The full name of a known onnxruntime provider given by full name or short name
+    (``cuda``, ``tensorrt``), installed or not; None for other names."""
+    lowered = name.lower()
+    for known in KNOWN_PROVIDERS:
+        if lowered in (known.lower(), known.lower().removesuffix("executionprovider")):
+            return known
+    return None
+
+
+def not_installed_reason(name: str) -> str:
+    """Why a known provider that no installed package provides cannot run, with the install command."""
+    extra = INSTALL_EXTRAS.get(name)
+    hint = f': pip install "onnxmux[{extra}]"' if extra else ""
+    return f"not installed{hint}"
 
 
 def get_all_providers() -> list[str]:

@@ -3,7 +3,9 @@
 A plan is built at session creation. Running it walks a list of steps, each a kernel with
 the slot numbers of its inputs and outputs and the slots to release after it, so the run
 path does no name lookups, attribute parsing or graph walks, and peak memory follows the
-set of live values rather than the whole graph.
+set of live values rather than the whole graph. Kernels run with numpy's floating-point
+warnings off: log(0), 0/0 and overflow give IEEE's inf and nan, as ONNX and onnxruntime do,
+without a RuntimeWarning reaching the user.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.errors import OnnxMuxError, RuntimeFailure
@@ -66,10 +69,11 @@ class Plan:
         slots = self.initial_slots(inputs, outer)
         description = ""
         try:
-            for run, ins, outs, frees, description in self.steps:
-                store(slots, outs, run(*[slots[i] for i in ins]))
-                for slot in frees:
-                    slots[slot] = None
+            with np.errstate(all="ignore"):
+                for run, ins, outs, frees, description in self.steps:
+                    store(slots, outs, run(*[slots[i] for i in ins]))
+                    for slot in frees:
+                        slots[slot] = None
         except OnnxMuxError:
             raise
         except Exception as exc:  # a kernel failed: name the node it ran
@@ -172,7 +176,8 @@ class ParallelPlan(Plan):
                 return
             run, ins, outs, _, description = self.steps[index]
             try:
-                store(slots, outs, run(*[slots[i] for i in ins]))
+                with np.errstate(all="ignore"):
+                    store(slots, outs, run(*[slots[i] for i in ins]))
             except Exception as exc:
                 with lock:
                     if state["error"] is None:

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from onnxmux.core.device_values import element_dtype, is_device_array
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.types import TypeInfo, dtype_name
 
@@ -31,6 +32,9 @@ class InputSpec:
         t = self.type
         if t.kind != "tensor":
             return self._check_container(value)
+        if is_device_array(value):  # checked where it lives; the provider's transfer adopts it
+            self.check_tensor(element_dtype(value), tuple(value.shape))
+            return value
         array = self._as_array(value)
         self.check_tensor(array.dtype, array.shape)
         return array if array.flags.c_contiguous or array.dtype == object else np.ascontiguousarray(array)

@@ -15,6 +15,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
+from onnxmux.core import contrib_schemas
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
@@ -70,8 +71,27 @@ def load(
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
     ir.external_data.set_base_dir(model.graph, base_dir)
+    _fix_initializer_inputs(model)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
+
+
+#: Before this IR version every initializer is also listed as a graph input.
+_IR_SEPARATE_INITIALIZERS = 4
+
+
+def _fix_initializer_inputs(model: ir.Model) -> None:
+    """Before IR 4 an initializer had to be listed as a graph input, so there it is a constant,
+    not an overridable input (as in onnxruntime): drop it from the inputs so the optimizer may
+    fold and fuse it. The model then follows IR 4's rules, and says so."""
+    if model.ir_version >= _IR_SEPARATE_INITIALIZERS:
+        return
+    graph = model.graph
+    kept = [value for value in graph.inputs if not value.is_initializer()]
+    if len(kept) != len(graph.inputs):
+        graph.inputs.clear()
+        graph.inputs.extend(kept)
+    model.ir_version = _IR_SEPARATE_INITIALIZERS
 
 
 def name_nodes(graph: ir.Graph) -> None:
@@ -147,24 +167,30 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 def check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
     """Refuse external-data locations that leave the model's folder or do not exist."""
     root = os.path.realpath(base_dir)
+    sizes: dict[str, int] = {}  # checked location -> file size (models keep most tensors in one file)
     for tensor in _tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
-        if not location or os.path.isabs(location) or Path(location).drive:
-            raise InvalidGraph(f"initializer '{tensor.name}': external data location '{location}' is not a relative path")
-        target = os.path.realpath(os.path.join(root, location))
-        if os.path.commonpath([root, target]) != root:
-            raise InvalidGraph(
-                f"initializer '{tensor.name}': external data location '{location}' escapes the model's folder"
-            )
-        if not os.path.isfile(target):
-            raise InvalidGraph(f"initializer '{tensor.name}': external data file '{location}' does not exist")
+        if location not in sizes:
+            sizes[location] = _external_file_size(tensor.name, root, location)
         offset = int(info.get("offset", 0) or 0)
         length = info.get("length")
-        if length is not None and offset + int(length) > os.path.getsize(target):
+        if length is not None and offset + int(length) > sizes[location]:
             raise InvalidGraph(f"initializer '{tensor.name}': external data in '{location}' is shorter than declared")
+
+
+def _external_file_size(name: str, root: str, location: str) -> int:
+    """The size of an external data file, after checking that it is a file inside ``root``."""
+    if not location or os.path.isabs(location) or Path(location).drive:
+        raise InvalidGraph(f"initializer '{name}': external data location '{location}' is not a relative path")
+    target = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, target]) != root:
+        raise InvalidGraph(f"initializer '{name}': external data location '{location}' escapes the model's folder")
+    if not os.path.isfile(target):
+        raise InvalidGraph(f"initializer '{name}': external data file '{location}' does not exist")
+    return os.path.getsize(target)
 
 
 def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
@@ -189,6 +215,7 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     instead, so the weights are not serialized again for onnx's C++ inference; the inferred
     value infos are then copied onto the model.
     """
+    contrib_schemas.register_if_used(proto.graph)
     light = onnx.ModelProto(ir_version=proto.ir_version)
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)

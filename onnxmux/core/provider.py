@@ -79,6 +79,10 @@ class ExecutionProvider:
         """
         return nodes
 
+    def wrap_plan(self, plan: Any) -> Any:
+        """The session's compiled plan as this provider wants it run (CUDA graphs, say); default: as is."""
+        return plan
+
 
 class KernelProvider(ExecutionProvider):
     """A provider that runs single nodes through kernels from its registry."""

@@ -26,6 +26,10 @@ def select_providers(
     for name, options in specs:
         entry = discovery.find(name)
         if entry is None:
+            known_name = discovery.known_name(name)
+            if known_name is not None:  # an onnxruntime provider no installed package provides
+                warnings.warn(f"{known_name} is not available and is skipped: {discovery.not_installed_reason(known_name)}", stacklevel=3)
+                continue
             known = ", ".join(sorted({*discovery.get_all_providers(), *_aliases()}))
             raise InvalidArgument(f"unknown execution provider '{name}'; known providers: {known}")
         if any(p.name == entry.name for p in chosen):

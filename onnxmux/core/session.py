@@ -13,6 +13,7 @@ from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.errors import EPFail, InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.feeds import InputSpec, detach, missing_input, unknown_name
+from onnxmux.core.gc_pause import collector_paused
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize
@@ -30,6 +31,7 @@ logger = logging.getLogger("onnxmux")
 class InferenceSession(SessionCompat):
     """Loads a model once, then runs it on input feeds; safe to ``run`` from several threads."""
 
+    @collector_paused
     def __init__(
         self,
         path_or_bytes: ModelSource,
@@ -72,6 +74,8 @@ class InferenceSession(SessionCompat):
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
             threads = self._options.inter_op_num_threads or os.cpu_count() or 1
             self._plan = ParallelPlan(self._plan, threads)
+        for provider in self._providers:
+            self._plan = provider.wrap_plan(self._plan)
         initializers = set(graph.initializers.values())
         self._inputs = [InputSpec(v.name, compiler.type_of(v), v in initializers) for v in graph.inputs]
         self._input_index = {spec.name: i for i, spec in enumerate(self._inputs)}

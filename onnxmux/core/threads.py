@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threadpoolctl
-
 
 def limit_blas_threads(threads: int) -> None:
     """Cap the BLAS library's threads (process-wide, as BLAS itself is) when ``threads`` > 0.
@@ -13,4 +11,6 @@ def limit_blas_threads(threads: int) -> None:
     times slower than one thread, so the session option is honoured as onnxruntime's is.
     """
     if threads > 0:
+        import threadpoolctl  # only sessions that set a thread count need it
+
         threadpoolctl.threadpool_limits(limits=threads, user_api="blas")

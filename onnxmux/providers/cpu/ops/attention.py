@@ -40,19 +40,19 @@ def _swish(xp: Any, x: Any, alpha: float = 1.0) -> Any:
     return wide * (0.5 * (xp.tanh((0.5 * alpha) * wide) + 1))
 
 
-def _split_heads(x: Any, heads: int) -> Any:
+def split_heads(x: Any, heads: int) -> Any:
     """(batch, seq, heads * size) -> (batch, heads, seq, size)."""
     batch, seq, hidden = x.shape
     return x.reshape(batch, seq, heads, hidden // heads).transpose(0, 2, 1, 3)
 
 
-def _merge_heads(x: Any) -> Any:
+def merge_heads(x: Any) -> Any:
     """(batch, heads, seq, size) -> (batch, seq, heads * size)."""
     batch, heads, seq, size = x.shape
     return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * size)
 
 
-def _share_heads(xp: Any, x: Any, heads: int) -> Any:
+def share_heads(xp: Any, x: Any, heads: int) -> Any:
     """K or V heads repeated so that query head h reads kv head h // (heads / kv_heads)."""
     kv_heads = x.shape[1]
     if heads % kv_heads:
@@ -64,7 +64,7 @@ def _scaled_scores(xp: Any, q: Any, k: Any, scale: float | None) -> Any:
     """(q * sqrt(scale)) @ (k * sqrt(scale))^T in q's dtype; scale defaults to 1/sqrt(head_size)."""
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    root = np.asarray(math.sqrt(scale), dtype=np.float32).astype(q.dtype)
+    root = np.float32(math.sqrt(scale)).astype(q.dtype)  # a scalar: no host array meets device ones
     product = xp.matmul((q * root).astype(q.dtype), (k * root).astype(q.dtype).swapaxes(-1, -2))
     return product.astype(q.dtype)
 
@@ -149,7 +149,7 @@ def attention(ctx: Any, xp: Any) -> Kernel:
         if packed:
             if not (q_heads and kv_heads):
                 raise ValueError("3-D inputs need the q_num_heads and kv_num_heads attributes")
-            q, k, v = _split_heads(Q, q_heads), _split_heads(K, kv_heads), _split_heads(V, kv_heads)
+            q, k, v = split_heads(Q, q_heads), split_heads(K, kv_heads), split_heads(V, kv_heads)
         else:
             q, k, v = Q, K, V
         if past_key is not None:
@@ -157,7 +157,7 @@ def attention(ctx: Any, xp: Any) -> Kernel:
             v = xp.concatenate([past_value, v], axis=2)
         dtype = Q.dtype
         heads, q_len, total = q.shape[1], q.shape[2], k.shape[2]
-        raw = _scaled_scores(xp, q, _share_heads(xp, k, heads), scale)
+        raw = _scaled_scores(xp, q, share_heads(xp, k, heads), scale)
         capped = (softcap * xp.tanh(raw / softcap)).astype(dtype) if softcap else raw
 
         if past_key is not None:
@@ -174,9 +174,9 @@ def attention(ctx: Any, xp: Any) -> Kernel:
             biased = (biased + _mask_bias(xp, attn_mask, total, dtype)).astype(dtype)
 
         probs = _softmax(xp, biased.astype(precision or dtype)).astype(dtype)
-        y = xp.matmul(probs, _share_heads(xp, v, heads).astype(dtype)).astype(dtype)
+        y = xp.matmul(probs, share_heads(xp, v, heads).astype(dtype)).astype(dtype)
         qk_output = (raw, capped, biased, probs)[mode]
-        return (_merge_heads(y) if packed else y), k, v, qk_output
+        return (merge_heads(y) if packed else y), k, v, qk_output
 
     return run
 
@@ -192,13 +192,13 @@ def flex_attention(ctx: Any, xp: Any) -> Kernel:
     def run(Q, K, V, *outer):
         work = precision or np.dtype(np.float64 if Q.dtype == np.float64 else np.float32)
         heads = Q.shape[1]
-        scores = _scaled_scores(xp, Q, _share_heads(xp, K, heads), scale).astype(work)
+        scores = _scaled_scores(xp, Q, share_heads(xp, K, heads), scale).astype(work)
         if score_mod is not None:
             (scores,) = score_mod([scores], list(outer))
         probs = _softmax(xp, scores)
         if prob_mod is not None:
             (probs,) = prob_mod([probs], list(outer))
-        values = _share_heads(xp, V, heads).astype(work)
+        values = share_heads(xp, V, heads).astype(work)
         return xp.matmul(probs, values).astype(Q.dtype)
 
     return run

@@ -81,6 +81,9 @@ def activation(ctx: NodeContext, xp: Any) -> Callable[[Any], Any]:
         raise ctx.error(f"unsupported activation '{name}' (supported: {', '.join(ACTIVATIONS)})")
     apply, count = ACTIVATIONS[name]
     params = [float(p) for p in ctx.attr("activation_params", [])]
+    if not params and count:  # onnxruntime's FusedGemm names them activation_alpha, _beta
+        named = [ctx.attr(f"activation_{key}", None) for key in ("alpha", "beta")[:count]]
+        params = [float(p) for p in named if p is not None]
     if len(params) != count:
         raise ctx.error(f"activation '{name}' needs {count} activation_params, got {len(params)}")
     return lambda y: apply(xp, y, params)
@@ -101,7 +104,7 @@ def fused_conv(ctx: NodeContext, xp: Any):
     return run
 
 
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
+def compute_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype products run in: BLAS floats as they are, narrower floats as float32."""
     dtype = np.dtype(dtype)
     return dtype if dtype in (np.float32, np.float64) or dtype.kind in "iub" else np.dtype(np.float32)
@@ -121,7 +124,7 @@ def fused_gemm(ctx: NodeContext, xp: Any):
             a, b = (a.T if trans_a else a), (b.T if trans_b else b)
         elif trans_a or trans_b or a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"FusedGemm transposes need 2-D inputs, got {a.shape} and {b.shape}")
-        work = _compute_dtype(a.dtype)
+        work = compute_dtype(a.dtype)
         y = xp.matmul(a.astype(work, copy=False), b.astype(work, copy=False))
         if alpha != 1:
             y *= alpha
@@ -136,20 +139,21 @@ def fused_gemm(ctx: NodeContext, xp: Any):
 def fused_attention(ctx: NodeContext, xp: Any):
     """``softmax(scale * Q @ Kt + mask) @ V`` with one scores buffer, scaled and normalized in place."""
     scale = ctx.attr("scale", 1.0)
+    return lambda q, kt, v, mask=None: attend(xp, q, kt, v, scale, mask)
 
-    def run(q, kt, v, mask=None):
-        work = _compute_dtype(q.dtype)
-        scores = xp.matmul(q.astype(work, copy=False), kt.astype(work, copy=False))
-        if scale != 1:
-            scores *= scale
-        if mask is not None:
-            scores += mask
-        scores -= scores.max(axis=-1, keepdims=True)
-        xp.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        return xp.matmul(scores, v.astype(work, copy=False)).astype(q.dtype, copy=False)
 
-    return run
+def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> Any:
+    """``softmax(scale * q @ kt + mask) @ v``, the softmax in place on the one scores buffer."""
+    work = compute_dtype(q.dtype)
+    scores = xp.matmul(q.astype(work, copy=False), kt.astype(work, copy=False))
+    if scale != 1:
+        scores *= scale
+    if mask is not None:
+        scores += mask
+    scores -= scores.max(axis=-1, keepdims=True)
+    xp.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return xp.matmul(scores, v.astype(work, copy=False)).astype(q.dtype, copy=False)
 
 
 @op("Gelu", 1, domain=DOMAIN)
@@ -159,12 +163,17 @@ def fused_gelu(ctx: NodeContext, xp: Any):
     approximate = ctx.attr("approximate", "none")
     if approximate not in ("none", "tanh"):
         raise ctx.error(f"approximate must be 'none' or 'tanh', got '{approximate}'")
+    return gelu(xp, approximate == "tanh")
+
+
+def gelu(xp: Any, tanh: bool) -> Callable[[Any], Any]:
+    """Gelu as ``run(x)``: the erf form, or with ``tanh`` its tanh approximation; one buffer."""
     root_half = math.sqrt(0.5)
     tanh_scale = math.sqrt(2 / math.pi)
 
     def run(x):
-        work = _compute_dtype(x.dtype)
-        if approximate == "none":
+        work = compute_dtype(x.dtype)
+        if not tanh:
             y = erf(xp, xp.multiply(x, root_half, dtype=work))
         else:
             y = xp.multiply(x, x, dtype=work)
@@ -173,12 +182,17 @@ def fused_gelu(ctx: NodeContext, xp: Any):
             y += x
             y *= tanh_scale
             xp.tanh(y, out=y)
-        y += 1
-        y *= x
-        y *= 0.5
-        return y.astype(x.dtype, copy=False)
+        return gate(y, x)
 
     return run
+
+
+def gate(y: Any, x: Any) -> Any:
+    """``0.5 * x * (1 + y)`` in place on ``y`` (an erf or tanh of x), cast back to x's dtype."""
+    y += 1
+    y *= x
+    y *= 0.5
+    return y.astype(x.dtype, copy=False)
 
 
 @op("LayerNormalization", 1, domain=DOMAIN)

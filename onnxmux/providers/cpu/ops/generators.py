@@ -46,7 +46,7 @@ def constant_of_shape(ctx, xp):
     fill = np.zeros((), np.float32) if value is None else np.asarray(value)
     if fill.size != 1:
         raise ctx.error(f"value must hold exactly one element, got shape {fill.shape}")
-    fill = fill.reshape(())
+    fill = fill.reshape(())[()]  # a numpy scalar, which device array modules take as a fill value too
 
     def run(shape):
         return xp.full(tuple(shape.tolist()), fill, dtype=fill.dtype)

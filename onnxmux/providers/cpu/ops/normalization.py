@@ -12,7 +12,7 @@ from onnxmux.providers.cpu.ops.reduce import float_dtype
 from onnxmux.providers.cpu.registry import op
 
 
-def _stash_dtype(ctx: NodeContext) -> np.dtype:
+def stash_dtype(ctx: NodeContext) -> np.dtype:
     """The dtype named by a ``stash_type`` attribute (default float32)."""
     stash_type = ctx.attr("stash_type", ir.DataType.FLOAT.value)
     try:
@@ -38,11 +38,17 @@ def _moments(xp: Any, x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:
     return mean, xp.mean(centered * centered, axis=axes, keepdims=True)
 
 
-def _standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any, Any]:
+def standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any, Any]:
     """``(x - mean) / sqrt(var + epsilon)`` over ``axes``, with the mean and inverse deviation."""
     mean, var = _moments(xp, x, axes)
     inv_std = 1 / xp.sqrt(var + epsilon)
     return (x - mean) * inv_std, mean, inv_std
+
+
+def rms_standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any]:
+    """``x / sqrt(mean(x^2) + epsilon)`` over ``axes``, with that inverse root mean square."""
+    inv_rms = 1 / xp.sqrt(xp.mean(x * x, axis=axes, keepdims=True) + epsilon)
+    return x * inv_rms, inv_rms
 
 
 def _batch_norm_affine(
@@ -122,7 +128,7 @@ def instance_normalization(ctx: NodeContext, xp: Any):
     def run(x, scale, bias):
         dtype = float_dtype(x.dtype)
         spatial = tuple(range(2, x.ndim))
-        normalized, _, _ = _standardize(xp, x.astype(dtype, copy=False), spatial, epsilon)
+        normalized, _, _ = standardize(xp, x.astype(dtype, copy=False), spatial, epsilon)
         y = normalized * _per_channel(scale, x.ndim, dtype) + _per_channel(bias, x.ndim, dtype)
         return y.astype(x.dtype)
 
@@ -133,7 +139,7 @@ def _group_norm(ctx: NodeContext, xp: Any, per_channel: bool):
     """A GroupNormalization kernel; ``per_channel``: scale/bias per channel (21) or group (18)."""
     num_groups = ctx.attr("num_groups")
     epsilon = ctx.attr("epsilon", 1e-5)
-    stash = _stash_dtype(ctx) if per_channel else None
+    stash = stash_dtype(ctx) if per_channel else None
     if num_groups < 1:
         raise ctx.error(f"'num_groups' must be positive, got {num_groups}")
 
@@ -143,7 +149,7 @@ def _group_norm(ctx: NodeContext, xp: Any, per_channel: bool):
             raise ValueError(f"{c} channels do not split into {num_groups} groups")
         dtype = stash if per_channel else float_dtype(x.dtype)
         grouped = x.astype(dtype, copy=False).reshape(n, num_groups, -1)
-        normalized, _, _ = _standardize(xp, grouped, (2,), epsilon)
+        normalized, _, _ = standardize(xp, grouped, (2,), epsilon)
         if per_channel:
             normalized = normalized.astype(x.dtype).reshape(x.shape)
             scale, bias = (_per_channel(p, x.ndim, x.dtype) for p in (scale, bias))
@@ -167,7 +173,7 @@ def group_normalization(ctx: NodeContext, xp: Any):
     return _group_norm(ctx, xp, per_channel=True)
 
 
-def _trailing_axes(rank: int, axis: int) -> tuple[int, ...]:
+def trailing_axes(rank: int, axis: int) -> tuple[int, ...]:
     """The axes from ``axis`` (possibly negative) to the last."""
     if not -rank <= axis < rank:
         raise ValueError(f"axis {axis} is out of range for rank {rank}")
@@ -179,11 +185,11 @@ def layer_normalization(ctx: NodeContext, xp: Any):
     """Normalize over the axes from ``axis`` on, then scale and shift; also Mean and InvStdDev."""
     axis = ctx.attr("axis", -1)
     epsilon = ctx.attr("epsilon", 1e-5)
-    stash = _stash_dtype(ctx)
+    stash = stash_dtype(ctx)
 
     def run(x, scale, bias=None):
-        axes = _trailing_axes(x.ndim, axis)
-        normalized, mean, inv_std = _standardize(xp, x.astype(stash, copy=False), axes, epsilon)
+        axes = trailing_axes(x.ndim, axis)
+        normalized, mean, inv_std = standardize(xp, x.astype(stash, copy=False), axes, epsilon)
         y = normalized.astype(x.dtype) * scale
         if bias is not None:
             y = y + bias
@@ -194,16 +200,16 @@ def layer_normalization(ctx: NodeContext, xp: Any):
 
 @op("RMSNormalization", 23)
 def rms_normalization(ctx: NodeContext, xp: Any):
-    """Divide by the root mean square over the axes from ``axis`` on, then scale."""
+    """Divide by the root mean square over the axes from ``axis`` on, then scale; also that
+    inverse root mean square (the second output of onnxruntime's SimplifiedLayerNormalization)."""
     axis = ctx.attr("axis", -1)
     epsilon = ctx.attr("epsilon", 1e-5)
-    stash = _stash_dtype(ctx)
+    stash = stash_dtype(ctx)
 
     def run(x, scale):
-        axes = _trailing_axes(x.ndim, axis)
-        xs = x.astype(stash, copy=False)
-        rms = xp.sqrt(xp.mean(xs * xs, axis=axes, keepdims=True) + epsilon)
-        return ((xs / rms).astype(x.dtype) * scale).astype(x.dtype, copy=False)
+        axes = trailing_axes(x.ndim, axis)
+        normalized, inv_rms = rms_standardize(xp, x.astype(stash, copy=False), axes, epsilon)
+        return (normalized.astype(x.dtype) * scale).astype(x.dtype, copy=False), inv_rms
 
     return run
 

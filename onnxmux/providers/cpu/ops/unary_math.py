@@ -7,7 +7,6 @@ import importlib
 from typing import Any, Callable
 
 import numpy as np
-import scipy.special
 
 from onnxmux.providers.cpu.registry import op
 
@@ -29,10 +28,10 @@ def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def erf(xp: Any, x: Any) -> Any:
-    """The Gauss error function of a float array in its own dtype, from SciPy (CuPy's for CuPy arrays)."""
-    if xp is np:
-        return scipy.special.erf(x)
-    return importlib.import_module("cupyx.scipy.special").erf(x)
+    """The Gauss error function of a float array in its own dtype, from SciPy (CuPy's for CuPy arrays);
+    SciPy is imported on first use, as it costs more to import than the rest of the provider."""
+    module = "scipy.special" if isinstance(x, (np.ndarray, np.generic)) else "cupyx.scipy.special"
+    return importlib.import_module(module).erf(x)
 
 
 def _unary(op_type: str, since: int, doc: str, make: Callable[[Any], Callable]) -> None:
