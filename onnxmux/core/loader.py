@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Union
 
 import numpy as np
 import onnx
@@ -16,6 +16,7 @@ from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
 from onnxmux.core.errors import InvalidGraph, UnsupportedModel
+from onnxmux.core.external_data import check_external_data
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
@@ -35,7 +36,8 @@ class LoadedModel:
 
     model: ir.Model
     proto: onnx.ModelProto
-    base_dir: Path
+    #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
+    base_dir: Path | None
     #: Types onnx-ir cannot represent (maps), by value name.
     declared_types: dict[str, TypeInfo] = field(default_factory=dict)
 
@@ -45,21 +47,28 @@ class LoadedModel:
         return {("" if d == "ai.onnx" else d): v for d, v in self.model.opset_imports.items()}
 
 
-def load(source: ModelSource) -> LoadedModel:
-    """Load a model from a path, serialized bytes or a ModelProto."""
+def load(source: ModelSource, external_data_dir: str | os.PathLike | None = None) -> LoadedModel:
+    """Load a model from a path, serialized bytes or a ModelProto.
+
+    Bytes and ModelProtos have no folder: their external data is read from ``external_data_dir``
+    and refused without it.
+    """
     proto, base_dir = _read(source)
+    if base_dir is None and external_data_dir:
+        base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
     check_external_data(proto, base_dir)
-    _densify_sparse(proto.graph)
     if proto.functions:
         proto = _inline_functions(proto)
+    _densify_sparse(proto.graph, base_dir)
     proto = _infer_shapes(proto)
     declared = _strip_map_types(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
-    ir.external_data.set_base_dir(model.graph, base_dir)
+    if base_dir is not None:
+        ir.external_data.set_base_dir(model.graph, base_dir)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
 
@@ -76,13 +85,13 @@ def name_nodes(graph: ir.Graph) -> None:
             taken.add(node.name)
 
 
-def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path]:
+def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(source)
-        return proto, Path.cwd()
+        return proto, None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _parse(bytes(source), "the model bytes"), Path.cwd()
+        return _parse(bytes(source), "the model bytes"), None
     path = Path(source)
     try:
         data = path.read_bytes()
@@ -115,46 +124,6 @@ def _check_model(proto: onnx.ModelProto) -> None:
                 f"the model imports opset {opset.version} of domain '{domain or 'ai.onnx'}'; "
                 f"the newest this runtime supports is {newest}"
             )
-
-
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Every TensorProto of a graph: initializers, attribute tensors, nested subgraphs."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)
-
-
-def check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
-    """Refuse external-data locations that leave the model's folder or do not exist."""
-    root = os.path.realpath(base_dir)
-    for tensor in _tensors(proto.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        if not location or os.path.isabs(location) or Path(location).drive:
-            raise InvalidGraph(f"initializer '{tensor.name}': external data location '{location}' is not a relative path")
-        target = os.path.realpath(os.path.join(root, location))
-        if os.path.commonpath([root, target]) != root:
-            raise InvalidGraph(
-                f"initializer '{tensor.name}': external data location '{location}' escapes the model's folder"
-            )
-        if not os.path.isfile(target):
-            raise InvalidGraph(f"initializer '{tensor.name}': external data file '{location}' does not exist")
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
-        if length is not None and offset + int(length) > os.path.getsize(target):
-            raise InvalidGraph(f"initializer '{tensor.name}': external data in '{location}' is shorter than declared")
 
 
 def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
@@ -215,10 +184,11 @@ def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise InvalidGraph(f"the model's local functions cannot be expanded: {exc}") from exc
 
 
-def dense_tensor(sparse: onnx.SparseTensorProto) -> onnx.TensorProto:
+def dense_tensor(sparse: onnx.SparseTensorProto, base_dir: Path | None = None) -> onnx.TensorProto:
     """The dense TensorProto of a sparse one (linear [NNZ] or coordinate [NNZ, rank] indices)."""
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    folder = "" if base_dir is None else str(base_dir)
+    values = numpy_helper.to_array(sparse.values, folder)
+    indices = numpy_helper.to_array(sparse.indices, folder).astype(np.int64)
     shape = tuple(sparse.dims)
     if indices.ndim == 2:
         indices = np.ravel_multi_index(tuple(indices.T), shape)
@@ -227,18 +197,18 @@ def dense_tensor(sparse: onnx.SparseTensorProto) -> onnx.TensorProto:
     return numpy_helper.from_array(dense.reshape(shape), sparse.values.name)
 
 
-def _densify_sparse(graph: onnx.GraphProto) -> None:
+def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None) -> None:
     """Replace sparse initializers and Constant ``sparse_value``s by dense tensors (onnx-ir has no sparse tensors)."""
     for sparse in graph.sparse_initializer:
-        graph.initializer.append(dense_tensor(sparse))
+        graph.initializer.append(dense_tensor(sparse, base_dir))
     graph.ClearField("sparse_initializer")
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.SPARSE_TENSOR:
-                dense = dense_tensor(attr.sparse_tensor)
+                dense = dense_tensor(attr.sparse_tensor, base_dir)
                 attr.Clear()
                 attr.CopyFrom(onnx.helper.make_attribute("value", dense))
             if attr.HasField("g"):
-                _densify_sparse(attr.g)
+                _densify_sparse(attr.g, base_dir)
             for sub in attr.graphs:
-                _densify_sparse(sub)
+                _densify_sparse(sub, base_dir)

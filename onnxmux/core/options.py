@@ -66,6 +66,15 @@ class SessionOptions:
             raise InvalidArgument(f"session config entry '{key}' is not set")
         return self._config[key]
 
+    @property
+    def external_data_dir(self) -> str:
+        """The folder a model given as bytes reads its external data from (``session.external_data_dir``)."""
+        return self.config("session.external_data_dir")
+
+    @external_data_dir.setter
+    def external_data_dir(self, folder: str) -> None:
+        self.add_session_config_entry("session.external_data_dir", folder)
+
     def config(self, key: str, default: str = "") -> str:
         """A configuration entry, or ``default``."""
         return self._config.get(key, default)

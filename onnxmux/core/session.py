@@ -11,6 +11,7 @@ import numpy as np
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
+from onnxmux.core.external_data import EXTERNAL_DATA_DIR_KEY
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
@@ -39,7 +40,7 @@ class InferenceSession:
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
-        self._model = load(path_or_bytes)
+        self._model = load(path_or_bytes, self._options.config(EXTERNAL_DATA_DIR_KEY) or None)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
