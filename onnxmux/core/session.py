@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from onnxmux.core import run_control
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
@@ -37,6 +38,7 @@ class InferenceSession:
         disabled_optimizers: Sequence[str] | None = None,
     ) -> None:
         self._options = sess_options or SessionOptions()
+        self._timeout_ms = run_control.timeout_ms(self._options)
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
@@ -131,7 +133,8 @@ class InferenceSession:
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
-        values = self._plan.execute(self._feed_values(input_feed))
+        control = run_control.start(run_options, self._timeout_ms)
+        values = self._plan.execute(self._feed_values(input_feed), (), control)
         return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:
