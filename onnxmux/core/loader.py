@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from onnxmux.core.errors import InvalidGraph, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
+from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
@@ -47,11 +48,14 @@ class LoadedModel:
         return {("" if d == "ai.onnx" else d): v for d, v in self.model.opset_imports.items()}
 
 
-def load(source: ModelSource, external_data_dir: str | os.PathLike | None = None) -> LoadedModel:
+def load(
+    source: ModelSource, external_data_dir: str | os.PathLike | None = None, max_tensor_bytes: int | None = None
+) -> LoadedModel:
     """Load a model from a path, serialized bytes or a ModelProto.
 
     Bytes and ModelProtos have no folder: their external data is read from ``external_data_dir``
-    and refused without it.
+    and refused without it. A sparse tensor whose dense form exceeds ``max_tensor_bytes`` (the
+    default limit when None) is refused.
     """
     proto, base_dir = _read(source)
     if base_dir is None and external_data_dir:
@@ -60,7 +64,7 @@ def load(source: ModelSource, external_data_dir: str | os.PathLike | None = None
     check_external_data(proto, base_dir)
     if proto.functions:
         proto = _inline_functions(proto)
-    _densify_sparse(proto.graph, base_dir)
+    _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
     proto = _infer_shapes(proto)
     declared = _strip_map_types(proto.graph)
     try:
@@ -184,8 +188,13 @@ def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise InvalidGraph(f"the model's local functions cannot be expanded: {exc}") from exc
 
 
-def dense_tensor(sparse: onnx.SparseTensorProto, base_dir: Path | None = None) -> onnx.TensorProto:
+def dense_tensor(
+    sparse: onnx.SparseTensorProto, base_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> onnx.TensorProto:
     """The dense TensorProto of a sparse one (linear [NNZ] or coordinate [NNZ, rank] indices)."""
+    name = sparse.values.name
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(sparse.values.data_type)
+    check_tensor_bytes(f"sparse tensor '{name}'", sparse.dims, dtype, max_bytes, InvalidGraph)
     folder = "" if base_dir is None else str(base_dir)
     values = numpy_helper.to_array(sparse.values, folder)
     indices = numpy_helper.to_array(sparse.indices, folder).astype(np.int64)
@@ -197,18 +206,18 @@ def dense_tensor(sparse: onnx.SparseTensorProto, base_dir: Path | None = None) -
     return numpy_helper.from_array(dense.reshape(shape), sparse.values.name)
 
 
-def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None) -> None:
+def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None, max_bytes: int) -> None:
     """Replace sparse initializers and Constant ``sparse_value``s by dense tensors (onnx-ir has no sparse tensors)."""
     for sparse in graph.sparse_initializer:
-        graph.initializer.append(dense_tensor(sparse, base_dir))
+        graph.initializer.append(dense_tensor(sparse, base_dir, max_bytes))
     graph.ClearField("sparse_initializer")
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.SPARSE_TENSOR:
-                dense = dense_tensor(attr.sparse_tensor, base_dir)
+                dense = dense_tensor(attr.sparse_tensor, base_dir, max_bytes)
                 attr.Clear()
                 attr.CopyFrom(onnx.helper.make_attribute("value", dense))
             if attr.HasField("g"):
-                _densify_sparse(attr.g, base_dir)
+                _densify_sparse(attr.g, base_dir, max_bytes)
             for sub in attr.graphs:
-                _densify_sparse(sub, base_dir)
+                _densify_sparse(sub, base_dir, max_bytes)

@@ -24,11 +24,13 @@ _active = threading.local()
 class RunControl:
     """One run's stop conditions: the caller's RunOptions and a deadline."""
 
-    __slots__ = ("run_options", "deadline", "timeout_ms")
+    __slots__ = ("run_options", "deadline", "timeout_ms", "max_bytes")
 
-    def __init__(self, run_options: Any, timeout_ms: int) -> None:
+    def __init__(self, run_options: Any, timeout_ms: int, max_bytes: int | None) -> None:
         self.run_options = run_options
         self.timeout_ms = timeout_ms
+        #: The session's ``session.max_tensor_bytes``, None for the default (see onnxmux.core.limits).
+        self.max_bytes = max_bytes
         self.deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
 
     def check(self) -> None:
@@ -39,11 +41,12 @@ class RunControl:
             raise RuntimeFailure(f"the run exceeded {RUN_TIMEOUT_KEY}={self.timeout_ms} and was ended")
 
 
-def start(run_options: Any, timeout_ms: int) -> RunControl | None:
-    """The control of a new run, or None when nothing can stop it (no per-step cost then)."""
-    if run_options is None and not timeout_ms:
+def start(run_options: Any, timeout_ms: int, max_bytes: int | None) -> RunControl | None:
+    """The control of a new run, or None when nothing can stop it and the limits are the
+    defaults (no per-step cost then)."""
+    if run_options is None and not timeout_ms and max_bytes is None:
         return None
-    control = RunControl(run_options, timeout_ms)
+    control = RunControl(run_options, timeout_ms, max_bytes)
     control.check()
     return control
 

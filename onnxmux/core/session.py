@@ -13,6 +13,7 @@ from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.external_data import EXTERNAL_DATA_DIR_KEY
+from onnxmux.core.limits import max_tensor_bytes
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
@@ -39,10 +40,11 @@ class InferenceSession:
     ) -> None:
         self._options = sess_options or SessionOptions()
         self._timeout_ms = run_control.timeout_ms(self._options)
+        self._max_bytes = max_tensor_bytes(self._options)
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
-        self._model = load(path_or_bytes, self._options.config(EXTERNAL_DATA_DIR_KEY) or None)
+        self._model = load(path_or_bytes, self._options.config(EXTERNAL_DATA_DIR_KEY) or None, self._max_bytes)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -133,7 +135,7 @@ class InferenceSession:
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
-        control = run_control.start(run_options, self._timeout_ms)
+        control = run_control.start(run_options, self._timeout_ms, self._max_bytes)
         values = self._plan.execute(self._feed_values(input_feed), (), control)
         return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
 
