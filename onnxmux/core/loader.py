@@ -15,6 +15,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
+from onnxmux.core import validation
 from onnxmux.core.errors import InvalidGraph, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
@@ -62,10 +63,13 @@ def load(
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
     check_external_data(proto, base_dir)
+    validation.check_tensors(proto)
     if proto.functions:
         proto = _inline_functions(proto)
+    validation.check_nodes(proto)
     _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
     proto = _infer_shapes(proto)
+    validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
     try:
         model = ir.from_proto(proto)
@@ -156,8 +160,9 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
     graph = light.graph
-    for part in ("node", "input", "output", "value_info"):
+    for part in ("node", "input", "value_info"):
         getattr(graph, part).extend(getattr(proto.graph, part))
+    graph.output.extend(onnx.ValueInfoProto(name=o.name) for o in proto.graph.output)  # inferred, then compared
     inputs = {i.name for i in graph.input}
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:
@@ -168,10 +173,14 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # inference is best effort: kernels also work without static shapes
         return proto
+    validation.check_declared_outputs(proto.graph, inferred.graph.output)
     known = {v.name for v in proto.graph.value_info}
     proto.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in known)
     for output, found in zip(proto.graph.output, inferred.graph.output):
-        if not output.type.HasField("tensor_type") or not output.type.tensor_type.HasField("shape"):
+        declared_kind, found_kind = output.type.WhichOneof("value"), found.type.WhichOneof("value")
+        if found_kind is None or declared_kind not in (None, found_kind):
+            continue
+        if declared_kind is None or (found_kind == "tensor_type" and not output.type.tensor_type.HasField("shape")):
             output.type.CopyFrom(found.type)
     return proto
 
@@ -192,18 +201,33 @@ def dense_tensor(
     sparse: onnx.SparseTensorProto, base_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_TENSOR_BYTES
 ) -> onnx.TensorProto:
     """The dense TensorProto of a sparse one (linear [NNZ] or coordinate [NNZ, rank] indices)."""
-    name = sparse.values.name
+    what = f"sparse tensor '{sparse.values.name}'"
+    if any(d < 0 for d in sparse.dims):
+        raise InvalidGraph(f"{what}: negative dimension in dims {list(sparse.dims)}")
     dtype = onnx.helper.tensor_dtype_to_np_dtype(sparse.values.data_type)
-    check_tensor_bytes(f"sparse tensor '{name}'", sparse.dims, dtype, max_bytes, InvalidGraph)
+    check_tensor_bytes(what, sparse.dims, dtype, max_bytes, InvalidGraph)
     folder = "" if base_dir is None else str(base_dir)
-    values = numpy_helper.to_array(sparse.values, folder)
+    values = numpy_helper.to_array(sparse.values, folder).reshape(-1)
     indices = numpy_helper.to_array(sparse.indices, folder).astype(np.int64)
     shape = tuple(sparse.dims)
-    if indices.ndim == 2:
-        indices = np.ravel_multi_index(tuple(indices.T), shape)
+    indices = _flat_indices(what, indices, shape, values.size)
     dense = np.full(math.prod(shape), "" if values.dtype == object else 0, dtype=values.dtype)
     dense[indices] = values
     return numpy_helper.from_array(dense.reshape(shape), sparse.values.name)
+
+
+def _flat_indices(what: str, indices: np.ndarray, shape: tuple[int, ...], count: int) -> np.ndarray:
+    """Linear indices of a sparse tensor's values; InvalidGraph when they do not fit ``shape``."""
+    if indices.ndim not in (1, 2) or indices.shape[0] != count or (indices.ndim == 2 and indices.shape[1] != len(shape)):
+        raise InvalidGraph(f"{what}: {indices.shape[0] if indices.ndim else 0} indices for {count} values "
+                           f"(indices of shape {list(indices.shape)}, dims {list(shape)})")
+    bounds = np.array([math.prod(shape)]) if indices.ndim == 1 else np.array(shape)
+    for axis, column in enumerate(indices.reshape(count, -1).T):
+        bad = column[(column < 0) | (column >= bounds[axis])]
+        if bad.size:
+            where = "" if indices.ndim == 1 else f" for dimension {axis}"
+            raise InvalidGraph(f"{what}: index {int(bad[0])} is out of range{where} (size {int(bounds[axis])})")
+    return indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
 
 
 def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None, max_bytes: int) -> None:
