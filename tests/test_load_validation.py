@@ -137,3 +137,16 @@ def test_a_cycle_is_invalid_graph() -> None:
                     helper.make_node("Identity", ["t"], ["y"])])
     with pytest.raises(ort.InvalidGraph, match="cycle"):
         ort.InferenceSession(model)
+
+
+def test_a_string_tensor_with_invalid_utf8_is_invalid_graph() -> None:
+    tensor = TensorProto(name="c", data_type=TensorProto.STRING, dims=[2])
+    tensor.string_data.extend([b"ok", b"\xff"])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.STRING, [2])],
+        [tensor],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(ort.InvalidGraph, match=r"initializer 'c': string 1 is not valid UTF-8"):
+        ort.InferenceSession(model)

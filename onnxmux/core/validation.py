@@ -62,6 +62,12 @@ def check_tensor(what: str, tensor: TensorProto) -> None:
                 f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(tensor.raw_data)}"
             )
         return
+    if dtype == TensorProto.STRING:
+        for index, item in enumerate(tensor.string_data):
+            try:
+                item.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidGraph(f"{what}: string {index} is not valid UTF-8") from None
     held = len(getattr(tensor, field))
     if dtype in _SUB_BYTE_BITS:  # packed into the typed field in more than one way: only bound it
         fits = (held == 0) == (count == 0) and held <= count
