@@ -150,3 +150,28 @@ def test_a_string_tensor_with_invalid_utf8_is_invalid_graph() -> None:
     model.ir_version = 8
     with pytest.raises(ort.InvalidGraph, match=r"initializer 'c': string 1 is not valid UTF-8"):
         ort.InferenceSession(model)
+
+
+def test_an_undefined_input_is_refused_before_shape_inference() -> None:
+    # onnx's own shape inference crashed the process on this model (RegexFullMatch reading nothing).
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("RegexFullMatch", ["nowhere"], ["y"], name="match", pattern="a+")], "g",
+            [helper.make_tensor_value_info("x", TensorProto.STRING, [3])], [helper.make_tensor_value_info("y", TensorProto.BOOL, [3])],
+        ),
+        opset_imports=[helper.make_opsetid("", 20)],
+    )
+    model.ir_version = 9
+    with pytest.raises(ort.InvalidGraph, match=r"node 'match'.*input 'nowhere' is not a graph input"):
+        ort.InferenceSession(model.SerializeToString())
+
+
+@pytest.mark.parametrize("field", ["op_type", "output"])
+def test_names_that_are_not_utf8_are_invalid_graph(field: str) -> None:
+    model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")])
+    data = model.SerializeToString()
+    target = b"Relu" if field == "op_type" else b"\x12\x01y"  # NodeProto.output = "y"
+    broken = b"R\xc0lu" if field == "op_type" else b"\x12\x01\xff"
+    assert target in data
+    with pytest.raises(ort.InvalidGraph, match=rf"field '{field}' holds .* not valid UTF-8"):
+        ort.InferenceSession(data.replace(target, broken, 1))

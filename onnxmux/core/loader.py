@@ -59,6 +59,7 @@ def load(
     default limit when None) is refused.
     """
     proto, base_dir = _read(source)
+    validation.check_text(proto)
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)

@@ -13,6 +13,7 @@ import math
 from typing import Iterable, Iterator
 
 import onnx
+from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto
 
 from onnxmux.core.errors import InvalidGraph
@@ -28,6 +29,34 @@ _SUB_BYTE_BITS = {
 _COMPLEX = (TensorProto.COMPLEX64, TensorProto.COMPLEX128)
 #: Domains whose schemas are complete, so an attribute they do not list is an error.
 _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+
+
+# -- text ---------------------------------------------------------------------------------
+def check_text(message: Message, where: str = "the model") -> None:
+    """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
+    ones back as bytes, which nothing downstream expects."""
+    for field in message.DESCRIPTOR.fields:  # not ListFields: that would copy every raw_data
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        if field.is_repeated:
+            items = getattr(message, field.name)
+        elif field.type == field.TYPE_MESSAGE and not message.HasField(field.name):
+            continue
+        else:
+            items = [getattr(message, field.name)]
+        if field.type == field.TYPE_STRING:
+            bad = next((item for item in items if not isinstance(item, str)), None)
+            if bad is not None:
+                raise InvalidGraph(f"{where}: field '{field.name}' holds {bytes(bad)[:40]!r}, which is not valid UTF-8")
+        elif field.type == field.TYPE_MESSAGE:
+            for item in items:
+                check_text(item, _label(item, where))
+
+
+def _label(message: Message, where: str) -> str:
+    name = getattr(message, "name", "")
+    kind = type(message).__name__.replace("Proto", "").lower()
+    return f"{kind} '{name}'" if isinstance(name, str) and name else where
 
 
 # -- tensors ------------------------------------------------------------------------------
@@ -87,13 +116,21 @@ def _opsets(proto: onnx.ModelProto) -> dict[str, int]:
     return {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
 
 
-def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int]) -> None:
+def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozenset[str] = frozenset()) -> None:
     _sort(graph)
+    known = outer | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    known |= {s.values.name for s in graph.sparse_initializer}
+    known |= {out for node in graph.node for out in node.output}
     for node in graph.node:
         _check_node(node, opsets)
+        for name in node.input:
+            if name and name not in known:
+                raise InvalidGraph(
+                    f"{describe(node)}: input '{name}' is not a graph input, an initializer or the output of a node"
+                )
         for attr in node.attribute:
             for sub in _subgraphs(attr):
-                _check_graph(sub, opsets)
+                _check_graph(sub, opsets, known)
 
 
 def _subgraphs(attr: AttributeProto) -> list[onnx.GraphProto]:
