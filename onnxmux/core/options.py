@@ -27,7 +27,9 @@ class SessionOptions:
     Used: ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads`` (caps
     BLAS threads), ``inter_op_num_threads`` (parallel mode), ``optimized_model_filepath``,
     ``enable_profiling`` and ``profile_file_prefix``, and the config entries
-    ``session.disable_cpu_ep_fallback`` and ``optimization.disable_rules``. The logging and
+    ``session.disable_cpu_ep_fallback``, ``optimization.disable_rules``,
+    ``session.external_data_dir``, ``session.run_timeout_ms`` and ``session.max_tensor_bytes``
+    (see docs/reliability.md). The logging and
     memory-arena fields are accepted so onnxruntime code runs unchanged; onnxmux logs through
     the standard ``logging`` module (logger ``onnxmux``) and leaves memory to numpy.
     """
@@ -81,7 +83,8 @@ class SessionOptions:
 
 
 class RunOptions:
-    """Options of one ``run`` call; accepted so onnxruntime code runs unchanged, not used."""
+    """Options of one ``run`` call: ``terminate`` stops a run in progress; the others are
+    accepted so onnxruntime code runs unchanged."""
 
     def __init__(self) -> None:
         self.log_severity_level = 2
