@@ -8,12 +8,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from onnxmux.core import run_control
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.device_values import element_dtype, is_device_array
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.gc_pause import collector_paused
+from onnxmux.core.external_data import EXTERNAL_DATA_DIR_KEY
+from onnxmux.core.limits import max_tensor_bytes
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
@@ -41,13 +44,17 @@ class InferenceSession:
     ) -> None:
         self._options = sess_options or SessionOptions()
         self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
+        self._timeout_ms = run_control.timeout_ms(self._options)
+        self._max_bytes = max_tensor_bytes(self._options)
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         custom_ops = SessionCustomOps.collect(self._options.custom_ops)
         if custom_ops is not None:
             custom_ops.install(self._providers)
-        self._model = load(path_or_bytes, custom_ops)
+        self._model = load(
+            path_or_bytes, self._options.config(EXTERNAL_DATA_DIR_KEY) or None, self._max_bytes, custom_ops
+        )
         if self._profiler is not None:
             self._profiler.model_loaded(path_or_bytes)
         graph = self._model.model.graph
@@ -142,7 +149,8 @@ class InferenceSession:
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
-        values = self._plan.execute(self._feed_values(input_feed))
+        control = run_control.start(run_options, self._timeout_ms, self._max_bytes)
+        values = self._plan.execute(self._feed_values(input_feed), (), control)
         return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:
