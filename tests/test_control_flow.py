@@ -298,14 +298,14 @@ def test_scan_v8_batch_sequence_lens_and_directions() -> None:
                 "Scan", ["lens", "s0", "x"], ["s", "y"], body=sum_body([2], [2]), num_scan_inputs=1, directions=[1]
             )
         ],
-        [vi("lens", TensorProto.INT32, [3]), vi("s0", F, [3, 2]), vi("x", F, [3, 4, 2])],
+        [vi("lens", TensorProto.INT64, [3]), vi("s0", F, [3, 2]), vi("x", F, [3, 4, 2])],
         [vi("s", F, [3, 2]), vi("y", F, [3, 4, 2])],
         opset=8,
     )
     rng = np.random.default_rng(3)
     s0 = rng.standard_normal((3, 2)).astype(np.float32)
     x = rng.standard_normal((3, 4, 2)).astype(np.float32)
-    lens = np.array([4, 2, 0], np.int32)
+    lens = np.array([4, 2, 0], np.int64)
     s, y = sess.run(None, {"lens": lens, "s0": s0, "x": x})
     expected_y = np.zeros_like(x)
     expected_s = s0.copy()

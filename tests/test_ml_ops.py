@@ -297,7 +297,7 @@ def test_dict_vectorizer_and_cast_map():
 
 
 def test_feature_vectorizer_array_feature_extractor_zipmap():
-    feeds = {"A": np.array([[1.0, 2.0]], np.float32), "B": np.array([[3, 4, 5]], np.int64)}
+    feeds = {"A": np.array([[1.0, 2.0]], np.float32), "B": np.array([[3, 4, 5]], np.float32)}
     (y,) = run_node("FeatureVectorizer", feeds, opset=1, inputdimensions=[3, 2])
     np.testing.assert_array_equal(y, [[1.0, 2.0, 0.0, 3.0, 4.0]])
     feeds = {"X": np.arange(6, dtype=np.int64).reshape(2, 3), "I": np.array([2, 0], np.int64)}

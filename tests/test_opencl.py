@@ -190,8 +190,11 @@ UNARY = {
 }
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("op_type", sorted(UNARY))
+@pytest.mark.parametrize(
+    "op_type, dtype",
+    # Celu's schema takes float only: a double Celu is an invalid model, refused at load.
+    [(op, dtype) for op in sorted(UNARY) for dtype in (np.float32, np.float64) if (op, dtype) != ("Celu", np.float64)],
+)
 def test_unary(op_type: str, dtype: Any) -> None:
     x = rand(3, 37, dtype=dtype, **UNARY[op_type])
     check(op_type, [x], rtol=2e-5)

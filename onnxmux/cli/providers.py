@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     table = Table(title="onnxmux execution providers")
     for column in ("provider", "aliases", "device", "status"):
         table.add_column(column, no_wrap=column != "status")  # names stay whole; reasons wrap
-    found = discovery.discover()
+    found = discovery.discover(timeout=discovery.import_timeout())
     for name in discovery.get_all_providers():
         entry = found.get(name)
         if entry is None:

@@ -1,14 +1,18 @@
 """Finding execution providers through the ``onnxmux.providers`` entry-point group.
 
 Built-in providers are registered by this project's own pyproject.toml, exactly as a
-vendor's package registers its own. Entry points are loaded on first use, not at import
-of onnxmux, and a provider that fails to import is reported as unavailable, never fatal.
+vendor's package registers its own. A provider's entry point is imported only when it is
+asked for by name (a session imports the providers it names, nothing else); listing every
+provider imports them all, each within a time limit. A provider that fails to import is
+reported as unavailable, never fatal.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -16,8 +20,11 @@ from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.provider import ExecutionProvider
 
 GROUP = "onnxmux.providers"
-#: Set to 1 to load only the providers shipped with onnxmux itself.
+#: Set to 1/true/yes to load only the providers shipped with onnxmux itself (0/false/no: all).
 DISABLE_PLUGINS_ENV = "ONNXMUX_DISABLE_PLUGINS"
+#: Seconds listing waits for one plugin's import before reporting it as unavailable.
+IMPORT_TIMEOUT_ENV = "ONNXMUX_PLUGIN_IMPORT_TIMEOUT"
+DEFAULT_IMPORT_TIMEOUT_S = 10.0
 #: onnxruntime's provider names, listed by get_all_providers() even when not installed.
 KNOWN_PROVIDERS = (
     "TensorrtExecutionProvider",
@@ -69,24 +76,83 @@ def register_provider(cls: type[ExecutionProvider]) -> None:
     _registered[cls.name] = ProviderEntry(cls.name, cls)
 
 
-def discover() -> dict[str, ProviderEntry]:
-    """Every provider found, by name: entry points, then providers registered from code."""
-    return {**_from_entry_points(), **_registered}
+def plugins_disabled() -> bool:
+    """Whether ONNXMUX_DISABLE_PLUGINS asks for the built-in providers only (a value it does not
+    understand is warned about and ignored)."""
+    value = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value not in ("", "0", "false", "no"):
+        warnings.warn(f"{DISABLE_PLUGINS_ENV}={value!r} is neither 1/true/yes nor 0/false/no; plugins stay enabled")
+    return False
+
+
+def discover(timeout: float | None = None) -> dict[str, ProviderEntry]:
+    """Every provider found, by name, all imported: entry points, then providers registered
+    from code. With ``timeout``, a plugin whose import takes longer is reported as unavailable."""
+    return {name: _entry(name, timeout) for name in _names()}
+
+
+def _names() -> list[str]:
+    return [*_entry_points(), *(n for n in _registered if n not in _entry_points())]
 
 
 @functools.lru_cache(maxsize=1)
-def _from_entry_points() -> dict[str, ProviderEntry]:
-    only_builtin = os.environ.get(DISABLE_PLUGINS_ENV, "") not in ("", "0")
-    found: dict[str, ProviderEntry] = {}
+def _entry_points() -> dict[str, metadata.EntryPoint | None]:
+    """The providers' entry points by name, not imported (None: the built-in CPU provider)."""
+    only_builtin = plugins_disabled()
+    found: dict[str, metadata.EntryPoint | None] = {}
     for ep in metadata.entry_points(group=GROUP):
         if only_builtin and not ep.value.startswith("onnxmux."):
             continue
-        found.setdefault(ep.name, _load(ep))
-    if "CPUExecutionProvider" not in found:  # running from a source tree that was never installed
-        from onnxmux.providers.cpu import CPUExecutionProvider
-
-        found["CPUExecutionProvider"] = ProviderEntry("CPUExecutionProvider", CPUExecutionProvider)
+        found.setdefault(ep.name, ep)
+    found.setdefault("CPUExecutionProvider", None)  # running from a source tree that was never installed
     return found
+
+
+#: Entries whose import finished, by name.
+_loaded: dict[str, ProviderEntry] = {}
+
+
+def _entry(name: str, timeout: float | None = None) -> ProviderEntry:
+    """The provider ``name``, importing its entry point on first use."""
+    if name in _registered:
+        return _registered[name]
+    if name not in _loaded:
+        ep = _entry_points()[name]
+        if ep is None:
+            from onnxmux.providers.cpu import CPUExecutionProvider
+
+            _loaded[name] = ProviderEntry(name, CPUExecutionProvider)
+        elif timeout is None:
+            _loaded[name] = _load(ep)
+        else:
+            return _load_within(ep, timeout)
+    return _loaded[name]
+
+
+def _load_within(ep: metadata.EntryPoint, timeout: float) -> ProviderEntry:
+    """Import ``ep`` on a daemon thread; unavailable ("import timed out") if it takes over ``timeout`` s."""
+
+    def target() -> None:
+        _loaded[ep.name] = _load(ep)
+
+    thread = threading.Thread(target=target, name=f"onnxmux-import-{ep.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if ep.name in _loaded:
+        return _loaded[ep.name]
+    return ProviderEntry(ep.name, None, f"import timed out after {timeout:g} s ({ep.value})")
+
+
+def import_timeout() -> float:
+    """The per-plugin import time limit of listings, from ONNXMUX_PLUGIN_IMPORT_TIMEOUT (seconds)."""
+    text = os.environ.get(IMPORT_TIMEOUT_ENV, "")
+    try:
+        return float(text) if text else DEFAULT_IMPORT_TIMEOUT_S
+    except ValueError:
+        warnings.warn(f"{IMPORT_TIMEOUT_ENV}={text!r} is not a number of seconds; using {DEFAULT_IMPORT_TIMEOUT_S:g}")
+        return DEFAULT_IMPORT_TIMEOUT_S
 
 
 def _load(ep: metadata.EntryPoint) -> ProviderEntry:
@@ -100,13 +166,16 @@ def _load(ep: metadata.EntryPoint) -> ProviderEntry:
 
 
 def find(name: str) -> ProviderEntry | None:
-    """The provider called ``name`` or having it as an alias (case-insensitive)."""
-    entries = discover()
-    if name in entries:
-        return entries[name]
+    """The provider called ``name`` or having it as an alias (case-insensitive).
+
+    A provider's own name imports that provider only; an alias imports them all to read theirs.
+    """
     lowered = name.lower()
-    for entry in entries.values():
-        if entry.name.lower() == lowered or lowered in entry.aliases:
+    for known in _names():
+        if known == name or known.lower() == lowered:
+            return _entry(known)
+    for entry in discover().values():
+        if lowered in entry.aliases:
             return entry
     return None
 
@@ -131,7 +200,7 @@ def not_installed_reason(name: str) -> str:
 def get_all_providers() -> list[str]:
     """Every provider name onnxmux knows of, installed or not."""
     names = list(KNOWN_PROVIDERS)
-    names += [n for n in discover() if n not in names]
+    names += [n for n in _names() if n not in names]
     return names
 
 

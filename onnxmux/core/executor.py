@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from onnxmux.core import run_control
 from onnxmux.core.errors import OnnxMuxError, RuntimeFailure
+from onnxmux.core.run_control import RunControl
 
 #: Slot 0 always holds None: a missing optional input reads it.
 NONE_SLOT = 0
@@ -64,13 +66,23 @@ class Plan:
             slots[slot] = value
         return slots
 
-    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
-        """Run every step; ``inputs`` follow the graph inputs, ``outer`` the outer-scope values."""
+    def execute(
+        self, inputs: Sequence[Any], outer: Sequence[Any] = (), control: RunControl | None = None
+    ) -> list[Any]:
+        """Run every step; ``inputs`` follow the graph inputs, ``outer`` the outer-scope values.
+
+        ``control`` is checked before each step; a subgraph's plan uses its run's control.
+        """
         slots = self.initial_slots(inputs, outer)
         description = ""
+        owner = control is not None
+        previous = run_control.activate(control) if owner else None
+        control = control or run_control.active()
         try:
             with np.errstate(all="ignore"):
                 for run, ins, outs, frees, description in self.steps:
+                    if control is not None:
+                        control.check()
                     store(slots, outs, run(*[slots[i] for i in ins]))
                     for slot in frees:
                         slots[slot] = None
@@ -78,6 +90,9 @@ class Plan:
             raise
         except Exception as exc:  # a kernel failed: name the node it ran
             raise RuntimeFailure(f"{description} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if owner:
+                run_control.activate(previous)
         return [slots[i] for i in self.output_slots]
 
     __call__ = execute
@@ -163,8 +178,11 @@ class ParallelPlan(Plan):
                     self.readers[slot] = self.readers.get(slot, 0) + 1
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="onnxmux")
 
-    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
+    def execute(
+        self, inputs: Sequence[Any], outer: Sequence[Any] = (), control: RunControl | None = None
+    ) -> list[Any]:
         slots = self.initial_slots(inputs, outer)
+        control = control or run_control.active()
         waiting = [len(d) for d in self.deps]
         readers = dict(self.readers)
         lock = threading.Lock()
@@ -176,6 +194,9 @@ class ParallelPlan(Plan):
                 return
             run, ins, outs, _, description = self.steps[index]
             try:
+                run_control.activate(control)
+                if control is not None:
+                    control.check()
                 with np.errstate(all="ignore"):
                     store(slots, outs, run(*[slots[i] for i in ins]))
             except Exception as exc:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from onnxmux.core import devices
+from onnxmux.core import devices, run_control
 from onnxmux.core.devices import CPU, Device
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.feeds import detach
@@ -121,19 +121,22 @@ class IOBinding:
     def _device(self, device_type: str, device_id: int) -> Device:
         return devices.resolve(device_type, device_id, self._session._providers)
 
-    def _run(self) -> None:
+    def _run(self, run_options: Any = None) -> None:
         if not self._outputs:
             raise InvalidArgument("run_with_iobinding: no output is bound. At least one output should be requested.")
         wanted = {name: device for name, (device, _) in self._outputs.items()}
-        self._results = run_placed(self._session, self._inputs, wanted)
+        self._results = run_placed(self._session, self._inputs, wanted, run_options)
         for result, (_, target) in zip(self._results, self._outputs.values()):
             if target is not None:
                 target.update_inplace(result.numpy())
 
 
-def run_placed(session: InferenceSession, inputs: Mapping[str, Any], outputs: Mapping[str, Device]) -> list[OrtValue]:
+def run_placed(
+    session: InferenceSession, inputs: Mapping[str, Any], outputs: Mapping[str, Device], run_options: Any = None
+) -> list[OrtValue]:
     """Run ``session`` on inputs (OrtValues on any device, or host values) with each output left
-    on the given device; the plan variant for that placement is built once and kept."""
+    on the given device; the plan variant for that placement is built once and kept. ``run_options``
+    can stop the run, as in ``session.run``."""
     feed: dict[str, Any] = {}
     input_devices: dict[int, Device] = {}
     for name, value in inputs.items():
@@ -151,7 +154,7 @@ def run_placed(session: InferenceSession, inputs: Mapping[str, Any], outputs: Ma
     output_devices = {p: d for p, d in zip(positions, outputs.values()) if d is not CPU}
     values = session._feed_values(feed, placed=input_devices)
     plan = _variant(session, input_devices, output_devices)
-    results = plan.execute(values)
+    results = plan.execute(values, (), run_control.start(run_options, session._timeout_ms, session._max_bytes))
     host = detach([results[p] for p in positions], [v for i, v in enumerate(values) if i not in input_devices])
     return [OrtValue(v, outputs[name]) for v, name in zip(host, outputs)]
 

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 import onnx
@@ -15,8 +15,10 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core import contrib_schemas
+from onnxmux.core import contrib_schemas, validation
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
+from onnxmux.core.external_data import check_external_data
+from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ class LoadedModel:
 
     model: ir.Model
     proto: onnx.ModelProto
-    base_dir: Path
+    #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
+    base_dir: Path | None
     #: Types onnx-ir cannot represent (maps), by value name.
     declared_types: dict[str, TypeInfo] = field(default_factory=dict)
 
@@ -51,26 +54,40 @@ class LoadedModel:
 
 def load(
     source: ModelSource,
+    external_data_dir: str | os.PathLike | None = None,
+    max_tensor_bytes: int | None = None,
     custom_ops: SessionCustomOps | None = None,
-    adjust: Callable[[onnx.ModelProto, Path], None] | None = None,
+    adjust: Callable[[onnx.ModelProto, Path | None], None] | None = None,
 ) -> LoadedModel:
     """Load a model from a path, serialized bytes or a ModelProto; ``custom_ops`` type their nodes;
-    ``adjust`` may change the parsed proto first (the session options acting on the model, ``model_options.py``)."""
+    ``adjust`` may change the parsed proto first (the session options acting on the model, ``model_options.py``).
+
+    Bytes and ModelProtos have no folder: their external data is read from ``external_data_dir``
+    and refused without it. A sparse tensor whose dense form exceeds ``max_tensor_bytes`` (the
+    default limit when None) is refused.
+    """
     proto, base_dir = _read(source)
     if adjust is not None:
         adjust(proto, base_dir)
+    validation.check_text(proto)
+    if base_dir is None and external_data_dir:
+        base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
     check_external_data(proto, base_dir)
-    _densify_sparse(proto.graph)
+    validation.check_tensors(proto)
     if proto.functions:
         proto = _inline_functions(proto)
+    validation.check_nodes(proto)
+    _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
     proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
+    validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
-    ir.external_data.set_base_dir(model.graph, base_dir)
+    if base_dir is not None:
+        ir.external_data.set_base_dir(model.graph, base_dir)
     _fix_initializer_inputs(model)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
@@ -106,13 +123,13 @@ def name_nodes(graph: ir.Graph) -> None:
             taken.add(node.name)
 
 
-def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path]:
+def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(source)
-        return proto, Path.cwd()
+        return proto, None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _parse(bytes(source), "the model bytes"), Path.cwd()
+        return _parse(bytes(source), "the model bytes"), None
     path = Path(source)
     try:
         data = path.read_bytes()
@@ -147,52 +164,6 @@ def _check_model(proto: onnx.ModelProto) -> None:
             )
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Every TensorProto of a graph: initializers, attribute tensors, nested subgraphs."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)
-
-
-def check_external_data(proto: onnx.ModelProto, base_dir: Path) -> None:
-    """Refuse external-data locations that leave the model's folder or do not exist."""
-    root = os.path.realpath(base_dir)
-    sizes: dict[str, int] = {}  # checked location -> file size (models keep most tensors in one file)
-    for tensor in _tensors(proto.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        if location not in sizes:
-            sizes[location] = _external_file_size(tensor.name, root, location)
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
-        if length is not None and offset + int(length) > sizes[location]:
-            raise InvalidGraph(f"initializer '{tensor.name}': external data in '{location}' is shorter than declared")
-
-
-def _external_file_size(name: str, root: str, location: str) -> int:
-    """The size of an external data file, after checking that it is a file inside ``root``."""
-    if not location or os.path.isabs(location) or Path(location).drive:
-        raise InvalidGraph(f"initializer '{name}': external data location '{location}' is not a relative path")
-    target = os.path.realpath(os.path.join(root, location))
-    if os.path.commonpath([root, target]) != root:
-        raise InvalidGraph(f"initializer '{name}': external data location '{location}' escapes the model's folder")
-    if not os.path.isfile(target):
-        raise InvalidGraph(f"initializer '{name}': external data file '{location}' does not exist")
-    return os.path.getsize(target)
-
-
 def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
     """Move map-typed value infos into a side table: onnx-ir cannot deserialize map types."""
     declared: dict[str, TypeInfo] = {}
@@ -220,8 +191,9 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
     graph = light.graph
-    for part in ("node", "input", "output", "value_info"):
+    for part in ("node", "input", "value_info"):
         getattr(graph, part).extend(getattr(proto.graph, part))
+    graph.output.extend(onnx.ValueInfoProto(name=o.name) for o in proto.graph.output)  # inferred, then compared
     inputs = {i.name for i in graph.input}
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:
@@ -232,10 +204,14 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # inference is best effort: kernels also work without static shapes
         return proto
+    validation.check_declared_outputs(proto.graph, inferred.graph.output)
     known = {v.name for v in proto.graph.value_info}
     proto.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in known)
     for output, found in zip(proto.graph.output, inferred.graph.output):
-        if not output.type.HasField("tensor_type") or not output.type.tensor_type.HasField("shape"):
+        declared_kind, found_kind = output.type.WhichOneof("value"), found.type.WhichOneof("value")
+        if found_kind is None or declared_kind not in (None, found_kind):
+            continue
+        if declared_kind is None or (found_kind == "tensor_type" and not output.type.tensor_type.HasField("shape")):
             output.type.CopyFrom(found.type)
     return proto
 
@@ -252,30 +228,51 @@ def _inline_functions(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise InvalidGraph(f"the model's local functions cannot be expanded: {exc}") from exc
 
 
-def dense_tensor(sparse: onnx.SparseTensorProto) -> onnx.TensorProto:
+def dense_tensor(
+    sparse: onnx.SparseTensorProto, base_dir: Path | None = None, max_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> onnx.TensorProto:
     """The dense TensorProto of a sparse one (linear [NNZ] or coordinate [NNZ, rank] indices)."""
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    what = f"sparse tensor '{sparse.values.name}'"
+    if any(d < 0 for d in sparse.dims):
+        raise InvalidGraph(f"{what}: negative dimension in dims {list(sparse.dims)}")
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(sparse.values.data_type)
+    check_tensor_bytes(what, sparse.dims, dtype, max_bytes, InvalidGraph)
+    folder = "" if base_dir is None else str(base_dir)
+    values = numpy_helper.to_array(sparse.values, folder).reshape(-1)
+    indices = numpy_helper.to_array(sparse.indices, folder).astype(np.int64)
     shape = tuple(sparse.dims)
-    if indices.ndim == 2:
-        indices = np.ravel_multi_index(tuple(indices.T), shape)
+    indices = _flat_indices(what, indices, shape, values.size)
     dense = np.full(math.prod(shape), "" if values.dtype == object else 0, dtype=values.dtype)
     dense[indices] = values
     return numpy_helper.from_array(dense.reshape(shape), sparse.values.name)
 
 
-def _densify_sparse(graph: onnx.GraphProto) -> None:
+def _flat_indices(what: str, indices: np.ndarray, shape: tuple[int, ...], count: int) -> np.ndarray:
+    """Linear indices of a sparse tensor's values; InvalidGraph when they do not fit ``shape``."""
+    if indices.ndim not in (1, 2) or indices.shape[0] != count or (indices.ndim == 2 and indices.shape[1] != len(shape)):
+        raise InvalidGraph(f"{what}: {indices.shape[0] if indices.ndim else 0} indices for {count} values "
+                           f"(indices of shape {list(indices.shape)}, dims {list(shape)})")
+    bounds = np.array([math.prod(shape)]) if indices.ndim == 1 else np.array(shape)
+    for axis, column in enumerate(indices.reshape(count, -1).T):
+        bad = column[(column < 0) | (column >= bounds[axis])]
+        if bad.size:
+            where = "" if indices.ndim == 1 else f" for dimension {axis}"
+            raise InvalidGraph(f"{what}: index {int(bad[0])} is out of range{where} (size {int(bounds[axis])})")
+    return indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+
+
+def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None, max_bytes: int) -> None:
     """Replace sparse initializers and Constant ``sparse_value``s by dense tensors (onnx-ir has no sparse tensors)."""
     for sparse in graph.sparse_initializer:
-        graph.initializer.append(dense_tensor(sparse))
+        graph.initializer.append(dense_tensor(sparse, base_dir, max_bytes))
     graph.ClearField("sparse_initializer")
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.SPARSE_TENSOR:
-                dense = dense_tensor(attr.sparse_tensor)
+                dense = dense_tensor(attr.sparse_tensor, base_dir, max_bytes)
                 attr.Clear()
                 attr.CopyFrom(onnx.helper.make_attribute("value", dense))
             if attr.HasField("g"):
-                _densify_sparse(attr.g)
+                _densify_sparse(attr.g, base_dir, max_bytes)
             for sub in attr.graphs:
-                _densify_sparse(sub)
+                _densify_sparse(sub, base_dir, max_bytes)

@@ -45,7 +45,7 @@ class _Sealed(type):
 
 class _Options(metaclass=_Sealed):
     def __setattr__(self, name: str, value: Any) -> None:
-        if getattr(self, "_sealed", False) and not hasattr(self, name):
+        if getattr(self, "_sealed", False) and not name.startswith("_") and not hasattr(self, name):
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
         object.__setattr__(self, name, value)
 
@@ -56,7 +56,9 @@ class SessionOptions(_Options):
     Used: ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads`` (caps
     BLAS threads), ``inter_op_num_threads`` (parallel mode), ``optimized_model_filepath``,
     ``enable_profiling`` and ``profile_file_prefix``, and the config entries
-    ``session.disable_cpu_ep_fallback`` and ``optimization.disable_rules``. The logging and
+    ``session.disable_cpu_ep_fallback``, ``optimization.disable_rules``,
+    ``session.external_data_dir``, ``session.run_timeout_ms`` and ``session.max_tensor_bytes``
+    (see docs/reliability.md). The logging and
     memory-arena fields are accepted so onnxruntime code runs unchanged; onnxmux logs through
     the standard ``logging`` module (logger ``onnxmux``) and leaves memory to numpy. The
     model-changing methods (free dimension overrides, initializers) act at load; see
@@ -110,6 +112,15 @@ class SessionOptions(_Options):
             )
         return self._config[key]
 
+    @property
+    def external_data_dir(self) -> str:
+        """The folder a model given as bytes reads its external data from (``session.external_data_dir``)."""
+        return self.config("session.external_data_dir")
+
+    @external_data_dir.setter
+    def external_data_dir(self, folder: str) -> None:
+        self.add_session_config_entry("session.external_data_dir", folder)
+
     def config(self, key: str, default: str = "") -> str:
         """A configuration entry, or ``default``."""
         return self._config.get(key, default)
@@ -153,7 +164,8 @@ class SessionOptions(_Options):
 
 
 class RunOptions(_Options):
-    """Options of one ``run`` call; accepted so onnxruntime code runs unchanged, not used."""
+    """Options of one ``run`` call: ``terminate`` stops a run in progress; the others are
+    accepted so onnxruntime code runs unchanged."""
 
     def __init__(self) -> None:
         self.log_severity_level = 2

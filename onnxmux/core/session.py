@@ -8,12 +8,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from onnxmux.core import run_control
 from onnxmux.core.compiler import GraphCompiler
 from onnxmux.core.custom_ops import SessionCustomOps
 from onnxmux.core.errors import EPFail, InvalidArgument
 from onnxmux.core.executor import ParallelPlan
 from onnxmux.core.feeds import InputSpec, detach, missing_input, unknown_name
 from onnxmux.core.gc_pause import collector_paused
+from onnxmux.core.external_data import EXTERNAL_DATA_DIR_KEY
+from onnxmux.core.limits import max_tensor_bytes
 from onnxmux.core.loader import ModelSource, load
 from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize
@@ -43,10 +46,18 @@ class InferenceSession(SessionCompat):
         self._options = sess_options or SessionOptions()
         self._source = (path_or_bytes, disabled_optimizers)  # set_providers rebuilds from it
         self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
+        self._max_bytes = max_tensor_bytes(self._options)
         custom_ops = SessionCustomOps.collect(self._options.custom_ops)
-        self._model = load(path_or_bytes, custom_ops, adjust=self._adjust_model)
+        self._model = load(
+            path_or_bytes,
+            self._options.config(EXTERNAL_DATA_DIR_KEY) or None,
+            self._max_bytes,
+            custom_ops,
+            adjust=self._adjust_model,
+        )
         if self._profiler is not None:
             self._profiler.model_loaded(path_or_bytes)
+        self._timeout_ms = run_control.timeout_ms(self._options)
         limit_blas_threads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
@@ -145,11 +156,12 @@ class InferenceSession(SessionCompat):
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
+        control = run_control.start(run_options, self._timeout_ms, self._max_bytes)
         feeds = self._feed_values(input_feed)
         try:
-            values = self._plan.execute(feeds)
+            values = self._plan.execute(feeds, (), control)
         except EPFail as error:
-            values = self._fall_back(error).execute(feeds)
+            values = self._fall_back(error).execute(feeds, (), control)
         return detach([_as_output(values[i], self._outputs[i][1]) for i in wanted], feeds)
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:

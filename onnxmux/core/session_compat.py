@@ -37,14 +37,14 @@ class SessionCompat:
 
     def run_with_iobinding(self, iobinding: IOBinding, run_options: Any = None) -> None:
         """Run on the binding's inputs; its outputs are then read with ``iobinding.get_outputs()``."""
-        iobinding._run()
+        iobinding._run(run_options)
 
     def run_with_ort_values(
         self, output_names: Sequence[str] | None, input_dict_ort_values: dict[str, OrtValue], run_options: Any = None
     ) -> list[OrtValue]:
         """Run on OrtValues (on any device); returns the outputs as host OrtValues."""
         names = list(output_names) if output_names else [o.name for o in self.get_outputs()]
-        return run_placed(self, input_dict_ort_values, {name: CPU for name in names})
+        return run_placed(self, input_dict_ort_values, {name: CPU for name in names}, run_options)
 
     def run_with_ortvaluevector(
         self,
@@ -59,7 +59,7 @@ class SessionCompat:
         if len(fetch_devices) != len(fetch_names):
             raise InvalidArgument("run_with_ortvaluevector: one fetch device is needed per fetch name")
         outputs = {name: device._device for name, device in zip(fetch_names, fetch_devices)}
-        for value in run_placed(self, dict(zip(feed_names, feeds)), outputs):
+        for value in run_placed(self, dict(zip(feed_names, feeds)), outputs, run_options):
             fetches.push_back(value)
 
     def run_async(

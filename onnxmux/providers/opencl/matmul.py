@@ -190,7 +190,7 @@ def matmul(ctx: NodeContext, xp: Any) -> Callable[[Any, Any], Any]:
     return run
 
 
-@op("Gemm", 1, supports=all_of(floats, same_types()))
+@op("Gemm", 7, supports=all_of(floats, same_types()))  # before 7, C broadcasts only when told: CPU
 def gemm_op(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
     """``alpha · op(A) @ op(B) + beta · C``: transposes as strides, C broadcast to (M, N)."""
     alpha = float(ctx.attr("alpha", 1.0))

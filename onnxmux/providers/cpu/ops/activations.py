@@ -42,8 +42,16 @@ def leaky_relu(ctx: Any, xp: Any) -> Unary:
 
 @op("PRelu", 1)
 def prelu(ctx: Any, xp: Any) -> Callable[[Any, Any], Any]:
-    """x for x >= 0, slope·x below, the slope broadcast to x."""
-    return lambda x, slope: xp.where(x < 0, slope * x, x).astype(x.dtype, copy=False)
+    """x for x >= 0, slope·x below, the slope broadcast to x; before opset 7 a slope of shape (C,)
+    applies per channel (axis 1)."""
+    per_channel = ctx.opset < 7
+
+    def run(x: Any, slope: Any) -> Any:
+        if per_channel and slope.ndim == 1 and slope.size > 1 and x.ndim >= 2 and slope.shape[0] == x.shape[1]:
+            slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
+        return xp.where(x < 0, slope * x, x).astype(x.dtype, copy=False)
+
+    return run
 
 
 @op("Elu", 1)

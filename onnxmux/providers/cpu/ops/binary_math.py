@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from onnxmux.providers.cpu.registry import op
 
 Binary = Callable[[Any, Any], Any]
@@ -12,19 +14,29 @@ Binary = Callable[[Any, Any], Any]
 def legacy_broadcast(ctx: Any, fn: Binary) -> Binary:
     """``fn`` honouring the ``broadcast``/``axis`` attributes of the opset-1 to 6 binary operators.
 
-    With ``broadcast=1`` and an ``axis``, B's dimensions line up with A's from ``axis`` on; without
-    ``axis`` they line up with A's trailing dimensions, which is NumPy broadcasting already.
+    Without ``broadcast=1`` the inputs must have one shape. With it, B is broadcast to A (never
+    the other way): with an ``axis``, B's dimensions line up with A's from ``axis`` on; without,
+    with A's trailing dimensions.
     """
-    axis = ctx.attr("axis", None) if ctx.attr("broadcast", 0) else None
-    if axis is None:
+    if ctx.opset >= 7:
         return fn
+    broadcast = ctx.attr("broadcast", 0)
+    axis = ctx.attr("axis", None)
 
     def run(a: Any, b: Any) -> Any:
-        start = axis + a.ndim if axis < 0 else axis
-        trailing = a.ndim - start - b.ndim
-        if start < 0 or trailing < 0:
-            raise ValueError(f"cannot broadcast shape {b.shape} into {a.shape} at axis {axis}")
-        return fn(a, b.reshape(b.shape + (1,) * trailing))
+        if not broadcast:
+            if a.shape != b.shape:
+                raise ValueError(f"without broadcast=1 the inputs need one shape, got {a.shape} and {b.shape}")
+            return fn(a, b)
+        if axis is not None:
+            start = axis + a.ndim if axis < 0 else axis
+            trailing = a.ndim - start - b.ndim
+            if start < 0 or trailing < 0:
+                raise ValueError(f"cannot broadcast shape {b.shape} into {a.shape} at axis {axis}")
+            b = b.reshape(b.shape + (1,) * trailing)
+        if np.broadcast_shapes(a.shape, b.shape) != a.shape:
+            raise ValueError(f"B of shape {b.shape} does not broadcast to A's shape {a.shape}")
+        return fn(a, b)
 
     return run
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from onnxmux.core import run_control
 from onnxmux.core.context import NodeContext
 from onnxmux.core.types import TypeInfo
 from onnxmux.providers.cpu.registry import op
@@ -156,7 +157,10 @@ def loop(ctx: NodeContext, xp: Any):
         scans: list[list] = [[] for _ in range(scan_count)]
         going = bool(cond)
         i = 0
+        control = run_control.active()
         while going and (limit is None or i < limit):
+            if control is not None:
+                control.check()
             outs = body([xp.asarray(i, dtype=np.int64), cond, *carried], outer)
             cond = outs[0]
             if has_cond:
@@ -231,7 +235,10 @@ def scan(ctx: NodeContext, xp: Any):
             lengths = [s.shape[0] for s in slices]
             raise ValueError(f"scan inputs differ in length along their scan axes: {lengths}")
         collected: list[list] = [[] for _ in range(scan_outputs)]
+        control = run_control.active()
         for t in range(length):
+            if control is not None:
+                control.check()
             outs = body(states + [s[t] for s in slices], outer)
             states = outs[:state_count]
             for values, value in zip(collected, outs[state_count:]):
@@ -283,11 +290,14 @@ def scan_8(ctx: NodeContext, xp: Any):
             raise ValueError(f"sequence_lens {steps} does not fit batch {batch} and length {max_len}")
         finals: list[list] = [[] for _ in range(state_count)]
         outputs: list[Any] = [None] * scan_outputs
+        control = run_control.active()
         for b in range(batch):
             count = steps[b]
             sequences = [x[b, :count][::-1] if rev else x[b] for x, rev in zip(inputs, reverse)]
             st = [s[b] for s in states]
             for t in range(count):
+                if control is not None:
+                    control.check()
                 outs = body(st + [s[t] for s in sequences], outer)
                 st = outs[:state_count]
                 for k, value in enumerate(outs[state_count:]):

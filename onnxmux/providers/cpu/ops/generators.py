@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
+from onnxmux.core.limits import check_tensor_bytes
 from onnxmux.core.types import numpy_dtype
 from onnxmux.providers.cpu.registry import op
 
@@ -47,9 +48,12 @@ def constant_of_shape(ctx, xp):
     if fill.size != 1:
         raise ctx.error(f"value must hold exactly one element, got shape {fill.shape}")
     fill = fill.reshape(())[()]  # a numpy scalar, which device array modules take as a fill value too
+    where = ctx.describe()
 
     def run(shape):
-        return xp.full(tuple(shape.tolist()), fill, dtype=fill.dtype)
+        dims = tuple(shape.tolist())
+        check_tensor_bytes(where, dims, fill.dtype)
+        return xp.full(dims, fill, dtype=fill.dtype)
 
     return run
 
@@ -58,16 +62,19 @@ def constant_of_shape(ctx, xp):
 def range_(ctx, xp):
     """start + i * delta for i < max(ceil((limit - start) / delta), 0); half floats computed in ``stash_type``."""
     stash = numpy_dtype(ctx.attr("stash_type", onnx.TensorProto.FLOAT))
+    where = ctx.describe()
 
     def run(start, limit, delta):
         dtype = start.dtype
         if dtype.kind in "iu":
             first, last, step = (int(v.item()) for v in (start, limit, delta))
             count = max(-((first - last) // step), 0)
+            check_tensor_bytes(where, (count,), dtype)
             return xp.arange(count, dtype=dtype) * step + first
         compute = stash if dtype in _HALF_FLOATS else dtype
         first, last, step = (v.astype(compute).item() for v in (start, limit, delta))
         count = max(math.ceil((last - first) / step), 0)
+        check_tensor_bytes(where, (count,), compute)
         return (xp.arange(count, dtype=compute) * step + first).astype(dtype)
 
     return run

@@ -22,11 +22,14 @@ def gemm(ctx: NodeContext, xp: Any):
     beta = ctx.attr("beta", 1.0)
     trans_a = ctx.attr("transA", 0)
     trans_b = ctx.attr("transB", 0)
+    exact_c = ctx.opset < 7 and not ctx.attr("broadcast", 0)  # before opset 7, C broadcasts only when told
 
     def run(a, b, c=None):
         if a.ndim != 2 or b.ndim != 2:
             raise ValueError(f"Gemm needs 2-D inputs, got {a.shape} and {b.shape}")
         y = _matmul(xp, a.T if trans_a else a, b.T if trans_b else b)
+        if exact_c and c is not None and c.shape != y.shape:
+            raise ValueError(f"without broadcast=1, C must have the output's shape {y.shape}, got {c.shape}")
         if alpha != 1:
             y = y * alpha
         if c is not None and beta != 0:

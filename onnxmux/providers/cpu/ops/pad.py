@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from onnxmux.core.limits import check_tensor_bytes
 from onnxmux.providers.cpu.registry import op
 
 _MODES = {"constant", "reflect", "edge", "wrap"}
@@ -101,11 +102,12 @@ def center_crop_pad(ctx, xp):
 @op("Tile", 1)
 def tile_v1(ctx, xp):
     """Repeat the whole tensor ``tiles`` times along ``axis`` (both scalar inputs)."""
+    where = ctx.describe()
 
     def run(x, tiles, axis):
         reps = [1] * x.ndim
         reps[int(axis) % x.ndim] = int(tiles)
-        return xp.tile(x, reps)
+        return _tile(where, xp, x, reps)
 
     return run
 
@@ -113,11 +115,18 @@ def tile_v1(ctx, xp):
 @op("Tile", 6)
 def tile(ctx, xp):
     """Repeat the tensor ``repeats[i]`` times along each axis i."""
+    where = ctx.describe()
 
     def run(x, repeats):
         reps = repeats.tolist()
         if len(reps) != x.ndim:
             raise ValueError(f"repeats has {len(reps)} values for rank {x.ndim}")
-        return xp.tile(x, reps)
+        return _tile(where, xp, x, reps)
 
     return run
+
+
+def _tile(where: str, xp, x, reps: list[int]):
+    """``x`` repeated ``reps[i]`` times along axis i, refused beyond the session's tensor size limit."""
+    check_tensor_bytes(where, [d * r for d, r in zip(x.shape, reps)], x.dtype)
+    return xp.tile(x, reps)

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from onnxmux.core.limits import check_tensor_bytes
 from onnxmux.providers.cpu.registry import op
 
 
@@ -128,9 +129,11 @@ def unsqueeze(ctx, xp):
 @op("Expand", 8)
 def expand(ctx, xp):
     """Broadcast the input against ``shape`` (bidirectionally, like ``x * ones(shape)``)."""
+    where = ctx.describe()
 
     def run(x, shape):
         target = np.broadcast_shapes(x.shape, tuple(shape.tolist()))
+        check_tensor_bytes(where, target, x.dtype)
         return xp.ascontiguousarray(xp.broadcast_to(x, target))
 
     return run

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from onnxmux.core.limits import check_tensor_bytes
 from onnxmux.providers.cpu.registry import op
 
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
@@ -182,13 +183,17 @@ def _legacy_options(ctx: Any) -> _Options:
     return _Options(mode, "asymmetric", nearest_mode="legacy")
 
 
-def _legacy_kernel(xp: Any, opts: _Options, fixed_scales: Sequence[float] | None) -> Callable[..., Any]:
+def _legacy_kernel(ctx: Any, xp: Any, opts: _Options, fixed_scales: Sequence[float] | None) -> Callable[..., Any]:
+    where = ctx.describe()
+
     def run(x, scales=None):
         factors = fixed_scales if fixed_scales is not None else [float(s) for s in np.asarray(scales)]
         if len(factors) != x.ndim:
             raise ValueError(f"expected {x.ndim} scales, got {len(factors)}")
         rank = x.ndim
-        return _resample(xp, x, opts, _floor_shape(x.shape, factors), factors, [0.0] * rank, [1.0] * rank)
+        out_shape = _floor_shape(x.shape, factors)
+        check_tensor_bytes(where, out_shape, _compute_dtype(x.dtype))
+        return _resample(xp, x, opts, out_shape, factors, [0.0] * rank, [1.0] * rank)
 
     return run
 
@@ -199,14 +204,14 @@ def upsample_7(ctx: Any, xp: Any) -> Callable[..., Any]:
     scales = [float(s) for s in ctx.attr("scales")]
     if any(s < 1 for s in scales):
         raise ctx.error("Upsample scales must be >= 1")
-    return _legacy_kernel(xp, _legacy_options(ctx), scales)
+    return _legacy_kernel(ctx, xp, _legacy_options(ctx), scales)
 
 
 @op("Upsample", 9)
 @op("Resize", 10)
 def resize_10(ctx: Any, xp: Any) -> Callable[..., Any]:
     """Upsample-9 / Resize-10: resize by a ``scales`` input, nearest or linear, asymmetric coordinates."""
-    return _legacy_kernel(xp, _legacy_options(ctx), None)
+    return _legacy_kernel(ctx, xp, _legacy_options(ctx), None)
 
 
 def _options(ctx: Any, coord_modes: frozenset[str]) -> _Options:
@@ -269,10 +274,12 @@ def _resize_kernel(ctx: Any, xp: Any, coord_modes: frozenset[str]) -> Callable[.
     if policy not in _ASPECT_POLICIES:
         raise ctx.error(f"unsupported keep_aspect_ratio_policy '{policy}'")
     uses_roi = opts.coord_mode == "tf_crop_and_resize"
+    where = ctx.describe()
 
     def run(x, roi=None, scales=None, sizes=None):
         axes = list(range(x.ndim)) if axes_attr is None else [a % x.ndim for a in axes_attr]
         geometry = _geometry(x.shape, axes, roi, scales, sizes, policy, uses_roi)
+        check_tensor_bytes(where, geometry[0], _compute_dtype(x.dtype))
         return _resample(xp, x, opts, *geometry)
 
     return run

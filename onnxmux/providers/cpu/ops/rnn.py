@@ -94,6 +94,9 @@ def _parse_layer(ctx: Any, xp: Any, default_activations: list[str]) -> _Layer:
     grouped = tuple(
         tuple(functions[i : i + per_direction]) for i in range(0, len(functions), per_direction)
     )
+    hidden_size = ctx.attr("hidden_size", None)
+    if hidden_size is not None and hidden_size <= 0:
+        raise ctx.error(f"hidden_size must be positive, got {hidden_size}")
     clip = ctx.attr("clip", None)
     if clip is not None and clip <= 0:
         raise ctx.error(f"clip must be positive, got {clip}")

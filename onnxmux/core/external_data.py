@@ -1,0 +1,106 @@
+"""One confinement rule for every tensor whose bytes live outside the model file.
+
+Initializers, sparse tensors, Constant ``value``/``sparse_value`` attributes, tensors in
+model-local function bodies and in subgraphs at any depth all resolve against the model's
+folder and pass the same check before any byte is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import onnx
+
+from onnxmux.core.errors import InvalidGraph
+
+#: The session config entry naming the folder external data of a model given as bytes is read from.
+EXTERNAL_DATA_DIR_KEY = "session.external_data_dir"
+
+
+def _attribute_tensors(owner: str, attr: onnx.AttributeProto) -> Iterator[tuple[str, onnx.TensorProto]]:
+    where = f"{owner}, attribute '{attr.name}'"
+    if attr.HasField("t"):
+        yield where, attr.t
+    for tensor in attr.tensors:
+        yield where, tensor
+    sparse = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+    for tensor in [*sparse, *attr.sparse_tensors]:
+        yield where, tensor.values
+        yield where, tensor.indices
+    for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+        yield from graph_tensors(graph)
+
+
+def _node_tensors(nodes: Iterable[onnx.NodeProto], scope: str = "") -> Iterator[tuple[str, onnx.TensorProto]]:
+    for node in nodes:
+        for attr in node.attribute:
+            yield from _attribute_tensors(f"{scope}node '{node.name or node.op_type}'", attr)
+
+
+def graph_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
+    """Every TensorProto of a graph and its subgraphs, with where it sits (for messages)."""
+    for tensor in graph.initializer:
+        yield "initializer", tensor
+    for sparse in graph.sparse_initializer:
+        yield "sparse initializer", sparse.values
+        yield "sparse initializer", sparse.indices
+    yield from _node_tensors(graph.node)
+
+
+def model_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
+    """Every TensorProto of a model: its graph, then its local functions' bodies."""
+    yield from graph_tensors(proto.graph)
+    for function in proto.functions:
+        yield from _node_tensors(function.node, f"function '{function.name}', ")
+
+
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> None:
+    """Refuse external data that leaves ``base_dir``, is malformed, or has no folder to come from."""
+    sizes: dict[str, int] = {}  # checked location -> file size: models keep most tensors in one file
+    for where, tensor in model_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            _check_one(f"{where} '{tensor.name}'", tensor, base_dir, sizes)
+
+
+def _check_one(what: str, tensor: onnx.TensorProto, base_dir: Path | None, sizes: dict[str, int]) -> None:
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    if base_dir is None:
+        raise InvalidGraph(
+            f"{what}: external data '{location}' cannot be read: the model was given as bytes, which have "
+            f"no folder; name one with the session config entry '{EXTERNAL_DATA_DIR_KEY}'"
+        )
+    if location not in sizes:
+        sizes[location] = _file_size(what, location, base_dir)
+    offset = _count(what, "offset", info.get("offset", "0"))
+    size = sizes[location]
+    length = size - offset if info.get("length") is None else _count(what, "length", info["length"])
+    if offset + length > size or offset > size:
+        raise InvalidGraph(
+            f"{what}: external data in '{location}' (offset {offset}, length {length}) reaches past the end "
+            f"of the file ({size} bytes)"
+        )
+
+
+def _file_size(what: str, location: str, base_dir: Path) -> int:
+    """The size of an external-data file, after checking that it is a file inside ``base_dir``."""
+    if "\x00" in location:
+        raise InvalidGraph(f"{what}: external data location {location!r} contains a NUL byte")
+    if not location or os.path.isabs(location) or Path(location).drive:
+        raise InvalidGraph(f"{what}: external data location '{location}' is not a relative path")
+    root = os.path.realpath(base_dir)
+    target = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, target]) != root:
+        raise InvalidGraph(f"{what}: external data location '{location}' escapes the model's folder")
+    if not os.path.isfile(target):
+        raise InvalidGraph(f"{what}: external data file '{location}' does not exist")
+    return os.path.getsize(target)
+
+
+def _count(what: str, key: str, text: str) -> int:
+    """An offset or length: a decimal integer, zero or more."""
+    if not (text or "0").isdigit():
+        raise InvalidGraph(f"{what}: external data {key} '{text}' is not a non-negative integer")
+    return int(text or "0")

@@ -1,0 +1,309 @@
+"""Load-time validation as strict as onnxruntime's, on the ModelProto before the IR is built.
+
+Tensors are checked against their dims and data type, nodes against their operator schema
+(attribute names, types and presence, input and output counts, one type per type parameter),
+and nodes are put in topological order (onnxruntime accepts unsorted graphs). Every failure is
+an InvalidGraph naming the node, attribute or tensor.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Iterable, Iterator
+
+import onnx
+from google.protobuf.message import Message
+from onnx import AttributeProto, TensorProto
+
+from onnxmux.core.errors import InvalidGraph
+from onnxmux.core.external_data import model_tensors
+
+_ATTR_NAME = AttributeProto.AttributeType.Name
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+#: Element widths, in bits, of the types packed several to a byte.
+_SUB_BYTE_BITS = {
+    TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.FLOAT4E2M1: 4,
+    TensorProto.INT2: 2, TensorProto.UINT2: 2, TensorProto.FLOAT6E2M3: 6, TensorProto.FLOAT6E3M2: 6,
+}
+_COMPLEX = (TensorProto.COMPLEX64, TensorProto.COMPLEX128)
+#: Domains whose schemas are complete, so an attribute they do not list is an error.
+_STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+
+
+# -- text ---------------------------------------------------------------------------------
+def check_text(message: Message, where: str = "the model") -> None:
+    """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
+    ones back as bytes, which nothing downstream expects."""
+    for field in message.DESCRIPTOR.fields:  # not ListFields: that would copy every raw_data
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        if field.is_repeated:
+            items = getattr(message, field.name)
+        elif field.type == field.TYPE_MESSAGE and not message.HasField(field.name):
+            continue
+        else:
+            items = [getattr(message, field.name)]
+        if field.type == field.TYPE_STRING:
+            bad = next((item for item in items if not isinstance(item, str)), None)
+            if bad is not None:
+                raise InvalidGraph(f"{where}: field '{field.name}' holds {bytes(bad)[:40]!r}, which is not valid UTF-8")
+        elif field.type == field.TYPE_MESSAGE:
+            for item in items:
+                check_text(item, _label(item, where))
+
+
+def _label(message: Message, where: str) -> str:
+    name = getattr(message, "name", "")
+    kind = type(message).__name__.replace("Proto", "").lower()
+    return f"{kind} '{name}'" if isinstance(name, str) and name else where
+
+
+# -- tensors ------------------------------------------------------------------------------
+def check_tensors(proto: onnx.ModelProto) -> None:
+    """Every tensor's data type, dims, data field and data size agree."""
+    for where, tensor in model_tensors(proto):
+        check_tensor(f"{where} '{tensor.name}'", tensor)
+
+
+def check_tensor(what: str, tensor: TensorProto) -> None:
+    """One tensor's data type, dims and inline data agree (external data is checked elsewhere)."""
+    dtype = tensor.data_type
+    if dtype == TensorProto.UNDEFINED or dtype not in TensorProto.DataType.values():
+        raise InvalidGraph(f"{what}: unknown data type {dtype}")
+    if any(d < 0 for d in tensor.dims):
+        raise InvalidGraph(f"{what}: negative dimension in dims {list(tensor.dims)}")
+    if tensor.data_location == TensorProto.EXTERNAL:
+        return
+    count = math.prod(tensor.dims)
+    field = onnx.helper.tensor_dtype_to_field(dtype)
+    type_name = TensorProto.DataType.Name(dtype)
+    for other in _DATA_FIELDS:
+        if other not in (field, "raw_data") and len(getattr(tensor, other)):
+            raise InvalidGraph(f"{what}: holds {other}, but a {type_name} tensor keeps its values in {field}")
+    if tensor.HasField("raw_data"):
+        if dtype == TensorProto.STRING:
+            raise InvalidGraph(f"{what}: a STRING tensor cannot hold raw_data")
+        bits = _SUB_BYTE_BITS.get(dtype, 8 * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize)
+        expected = (count * bits + 7) // 8
+        if len(tensor.raw_data) != expected:
+            raise InvalidGraph(
+                f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(tensor.raw_data)}"
+            )
+        return
+    if dtype == TensorProto.STRING:
+        for index, item in enumerate(tensor.string_data):
+            try:
+                item.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidGraph(f"{what}: string {index} is not valid UTF-8") from None
+    held = len(getattr(tensor, field))
+    if dtype in _SUB_BYTE_BITS:  # packed into the typed field in more than one way: only bound it
+        fits = (held == 0) == (count == 0) and held <= count
+    else:
+        fits = held == count * (2 if dtype in _COMPLEX else 1)
+    if not fits:
+        raise InvalidGraph(f"{what}: dims {list(tensor.dims)} need {count} elements, the tensor holds {held} in {field}")
+
+
+# -- nodes --------------------------------------------------------------------------------
+def check_nodes(proto: onnx.ModelProto) -> None:
+    """Sort every graph topologically and check each node against its operator schema."""
+    _check_graph(proto.graph, _opsets(proto))
+
+
+def _opsets(proto: onnx.ModelProto) -> dict[str, int]:
+    return {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
+
+
+def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozenset[str] = frozenset()) -> None:
+    _sort(graph)
+    known = outer | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    known |= {s.values.name for s in graph.sparse_initializer}
+    known |= {out for node in graph.node for out in node.output}
+    for node in graph.node:
+        _check_node(node, opsets)
+        for name in node.input:
+            if name and name not in known:
+                raise InvalidGraph(
+                    f"{describe(node)}: input '{name}' is not a graph input, an initializer or the output of a node"
+                )
+        for attr in node.attribute:
+            for sub in _subgraphs(attr):
+                _check_graph(sub, opsets, known)
+
+
+def _subgraphs(attr: AttributeProto) -> list[onnx.GraphProto]:
+    return ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+
+
+def describe(node: onnx.NodeProto) -> str:
+    """``node 'name' (Op)`` for messages (an unnamed node by its first output)."""
+    if node.name or not node.output:
+        return f"node '{node.name}' ({node.op_type})"
+    return f"the {node.op_type} node making '{node.output[0]}'"
+
+
+def schema_of(node: onnx.NodeProto, opsets: dict[str, int]) -> onnx.defs.OpSchema | None:
+    """The schema the model's opset selects for ``node``, None for operators onnx does not define."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    version = opsets.get(domain)
+    if version is None:
+        return None
+    try:
+        return onnx.defs.get_schema(node.op_type, version, domain)
+    except onnx.defs.SchemaError:
+        return None
+
+
+def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
+    seen: set[str] = set()
+    for attr in node.attribute:
+        if attr.name in seen:
+            raise InvalidGraph(f"{describe(node)}: attribute '{attr.name}' is given twice")
+        seen.add(attr.name)
+    schema = schema_of(node, opsets)
+    if schema is None:
+        return
+    op = f"{node.op_type}-{schema.since_version}"
+    for attr in node.attribute:
+        spec = schema.attributes.get(attr.name)
+        if spec is None:
+            if schema.domain in _STRICT_DOMAINS:
+                raise InvalidGraph(f"{describe(node)}: attribute '{attr.name}' is not an attribute of {op}")
+            continue
+        if attr.ref_attr_name:
+            continue
+        if attr.type != AttributeProto.UNDEFINED and int(attr.type) != int(spec.type):
+            raise InvalidGraph(
+                f"{describe(node)}: attribute '{attr.name}' is a {_ATTR_NAME(attr.type)}; "
+                f"the schema wants {_ATTR_NAME(int(spec.type))}"
+            )
+    for name, spec in schema.attributes.items():
+        if spec.required and name not in seen:
+            raise InvalidGraph(f"{describe(node)}: required attribute '{name}' is missing")
+    _check_count(node, "inputs", len(node.input), schema.min_input, schema.max_input, op)
+    _check_count(node, "outputs", len(node.output), schema.min_output, schema.max_output, op)
+
+
+def _check_count(node: onnx.NodeProto, what: str, count: int, low: int, high: int, op: str) -> None:
+    if low <= count <= high:
+        return
+    takes = str(low) if low == high else f"{low} to {high}" if high < 2**31 - 1 else f"at least {low}"
+    raise InvalidGraph(f"{describe(node)}: has {count} {what}; {op} takes {takes}")
+
+
+def _names_read(node: onnx.NodeProto) -> Iterator[str]:
+    """The values a node reads, its subgraphs' reads from outer scopes included."""
+    yield from (name for name in node.input if name)
+    for attr in node.attribute:
+        for sub in _subgraphs(attr):
+            local = {i.name for i in sub.input} | {t.name for t in sub.initializer}
+            local.update(out for inner in sub.node for out in inner.output)
+            for inner in sub.node:
+                yield from (name for name in _names_read(inner) if name not in local)
+
+
+def _sort(graph: onnx.GraphProto) -> None:
+    """Put the nodes in topological order (stable); a cycle is an InvalidGraph."""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
+    if all(all(d < i for d in ds) for i, ds in enumerate(deps)):
+        return
+    users: list[list[int]] = [[] for _ in graph.node]
+    for i, ds in enumerate(deps):
+        for d in ds:
+            users[d].append(i)
+    waiting = [len(ds) for ds in deps]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for user in users[i]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, user)
+    if len(order) != len(graph.node):
+        stuck = [describe(graph.node[i]) for i in range(len(graph.node)) if waiting[i] > 0]
+        raise InvalidGraph(f"the nodes {', '.join(stuck[:5])} form a cycle")
+    nodes = [graph.node[i] for i in order]
+    copies = [onnx.NodeProto() for _ in nodes]
+    for copy, node in zip(copies, nodes):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+# -- types --------------------------------------------------------------------------------
+def type_name(type_proto: onnx.TypeProto) -> str | None:
+    """``tensor(float)`` for a tensor type with a known element type; None otherwise."""
+    if type_proto.WhichOneof("value") != "tensor_type" or not type_proto.tensor_type.elem_type:
+        return None
+    elem = type_proto.tensor_type.elem_type
+    if elem not in TensorProto.DataType.values():
+        return None
+    return f"tensor({TensorProto.DataType.Name(elem).lower()})"
+
+
+def check_type_parameters(proto: onnx.ModelProto) -> None:
+    """Inputs bound to one type parameter share one type, and it is one the schema allows."""
+    _check_graph_types(proto.graph, _opsets(proto), {})
+
+
+def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: dict[str, str]) -> None:
+    types = dict(outer)
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        name = type_name(info.type)
+        if name is not None:
+            types[info.name] = name
+    for tensor in graph.initializer:
+        if tensor.data_type in TensorProto.DataType.values() and tensor.data_type:
+            types[tensor.name] = f"tensor({TensorProto.DataType.Name(tensor.data_type).lower()})"
+    for node in graph.node:
+        schema = schema_of(node, opsets)
+        if schema is not None:
+            _check_bindings(node, schema, types)
+        for attr in node.attribute:
+            for sub in _subgraphs(attr):
+                _check_graph_types(sub, opsets, types)
+
+
+def _check_bindings(node: onnx.NodeProto, schema: onnx.defs.OpSchema, types: dict[str, str]) -> None:
+    constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    bound: dict[str, tuple[str, str]] = {}
+    formals = list(schema.inputs)
+    for index, name in enumerate(node.input):
+        if not name or not formals or name not in types:
+            continue
+        formal = formals[min(index, len(formals) - 1)]
+        if index >= len(formals) and formal.option != onnx.defs.OpSchema.FormalParameterOption.Variadic:
+            continue
+        param = formal.type_str
+        if param not in constraints:
+            continue
+        actual = types[name]
+        op = f"{node.op_type}-{schema.since_version}"
+        if constraints[param] and actual not in constraints[param]:
+            raise InvalidGraph(
+                f"{describe(node)}: input '{name}' is {actual}, which {op} does not accept for its "
+                f"type parameter {param} ({', '.join(sorted(constraints[param]))})"
+            )
+        homogeneous = formal.option != onnx.defs.OpSchema.FormalParameterOption.Variadic or formal.is_homogeneous
+        first = bound.setdefault(param, (name, actual))
+        if homogeneous and first[1] != actual:
+            raise InvalidGraph(
+                f"{describe(node)}: inputs of type parameter {param} differ: {first[1]} and {actual} "
+                f"('{first[0]}' and '{name}')"
+            )
+
+
+def check_declared_outputs(graph: onnx.GraphProto, inferred: Iterable[onnx.ValueInfoProto]) -> None:
+    """A graph output's declared element type is the one its producer makes."""
+    producers = {out: node for node in graph.node for out in node.output}
+    for declared, found in zip(graph.output, inferred):
+        want, got = type_name(declared.type), type_name(found.type)
+        if want is not None and got is not None and want != got:
+            maker = producers.get(declared.name)
+            source = describe(maker) if maker is not None else "the graph"
+            raise InvalidGraph(f"graph output '{declared.name}' is declared {want} but {source} makes {got}")
