@@ -103,10 +103,10 @@ class _ProfiledPlan:
         self._plan = plan
         self._profiler = profiler
 
-    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
-        """Run the plan, timing the whole run."""
+    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = (), control: Any = None) -> list[Any]:
+        """Run the plan, timing the whole run; ``control`` as ``Plan.execute`` takes it."""
         begin = time.perf_counter_ns()
-        values = self._plan.execute(inputs, outer)
+        values = self._plan.execute(inputs, outer, control)
         self._profiler.session_event("model_run", begin, time.perf_counter_ns())
         return values
 

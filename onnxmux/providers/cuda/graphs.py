@@ -75,19 +75,22 @@ class CUDAGraphPlan(Plan):
             self._logged.add(reason)
             logger.warning("CUDA graph not used: %s; running node by node", reason)
 
-    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = ()) -> list[Any]:
-        """Replay the signature's graph; the first run of a signature runs normally, then captures."""
+    def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = (), control: Any = None) -> list[Any]:
+        """Replay the signature's graph; the first run of a signature runs normally, then captures.
+
+        ``control`` (terminate, timeout) is checked by the runs that go node by node; a replay is
+        one launch and runs to its end."""
         if self.blocker is not None:
             self._log_once(self.blocker)
-            return self.inner.execute(inputs, outer)
+            return self.inner.execute(inputs, outer, control)
         signature = tuple((getattr(v, "shape", None), str(getattr(v, "dtype", None))) for v in inputs)
         captured = self.graphs.get(signature)
         if isinstance(captured, _Captured):
             return self._replay(captured, inputs)
         if isinstance(captured, str):
             self._log_once(captured)
-            return self.inner.execute(inputs, outer)
-        outputs = self.inner.execute(inputs, outer)  # warm-up: compiles kernels, makes cuBLAS handles
+            return self.inner.execute(inputs, outer, control)
+        outputs = self.inner.execute(inputs, outer, control)  # warm-up: compiles kernels, makes cuBLAS handles
         with self._lock:
             if signature not in self.graphs:
                 self.graphs[signature] = self._capture(inputs)
