@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from onnxmux.core import discovery
@@ -28,7 +29,10 @@ def main(args: argparse.Namespace) -> int:
             continue
         reason = entry.unavailable_reason()
         device = entry.cls.device if entry.cls else ""
-        status = "[green]available[/]" if reason is None else f"[red]unavailable[/]: {reason}"
+        status = "[green]available[/]" if reason is None else f"[red]unavailable[/]: {escape(reason)}"
+        note = getattr(entry.cls, "note", "")
+        if note and note not in status:
+            status += f" ({note})"
         table.add_row(name, ", ".join(entry.aliases), device, status)
     Console().print(table)
     return 0
