@@ -19,12 +19,12 @@ from onnxmux.partition.subgraph import extract
 from onnxmux.providers.tensorrt.export import export_model, model_bytes
 
 PRIVATE_DOMAIN = "com.onnxmux"
-#: Element types TensorRT networks carry (TensorRT 10 has no float64 and no unsigned types but uint8).
+#: Element types TensorRT networks carry (no float64, no unsigned types but uint8) that CuPy can hold
+#: (no bfloat16: trt_bf16_enable still lets TensorRT compute in it inside an engine).
 TENSOR_TYPES = frozenset(
     {
         ir.DataType.FLOAT,
         ir.DataType.FLOAT16,
-        ir.DataType.BFLOAT16,
         ir.DataType.INT8,
         ir.DataType.UINT8,
         ir.DataType.INT32,

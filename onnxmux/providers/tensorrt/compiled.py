@@ -77,6 +77,9 @@ class TensorrtSubgraph:
         self._lock = threading.Lock()
         if fixed is not None:
             self._engines[None] = self._load_or_build(fixed)
+        else:  # engines come at the first run of each shape; a model TensorRT cannot parse falls back now
+            with provider.gpu.device:
+                provider.builder.parse(self.onnx_bytes, label)
 
     def __call__(self, *values: Any) -> tuple:
         shapes = tuple(tuple(v.shape) for v in values)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import threading
 import time
 from typing import Any, Sequence
 
@@ -41,18 +42,25 @@ def parser_errors(parser: Any) -> str:
 
 
 def progress_monitor(trt: Any, label: str) -> Any:
-    """A ``trt.IProgressMonitor`` logging the build's phases, at most one line per ``PROGRESS_INTERVAL_S``."""
+    """A ``trt.IProgressMonitor`` logging the build's phases, at most one line per ``PROGRESS_INTERVAL_S``.
+
+    TensorRT calls it from several threads, hence the lock.
+    """
 
     class BuildProgress(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.started = time.monotonic()
             self.last = self.started
+            self.lock = threading.Lock()
 
         def _log(self, message: str) -> None:
             now = time.monotonic()
-            if now - self.last >= PROGRESS_INTERVAL_S:
-                self.last = now
+            with self.lock:
+                due = now - self.last >= PROGRESS_INTERVAL_S
+                if due:
+                    self.last = now
+            if due:
                 logger.info("TensorRT build of %s, %.0f s: %s", label, now - self.started, message)
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
@@ -76,14 +84,19 @@ class EngineBuilder:
         self.trt_logger = trt_logger
         self.settings = settings
 
+    def parse(self, onnx_bytes: bytes, label: str) -> tuple[Any, Any, Any]:
+        """A builder, and the network TensorRT's parser made of ``onnx_bytes`` (with the parser); raises ProviderError."""
+        builder = self.trt.Builder(self.trt_logger)
+        network = builder.create_network(0)
+        parser = self.trt.OnnxParser(network, self.trt_logger)
+        if not parser.parse(onnx_bytes):
+            raise ProviderError(f"TensorRT's ONNX parser rejected {label}: {parser_errors(parser)}")
+        return builder, network, parser
+
     def build(self, onnx_bytes: bytes, profile: ProfileShapes, timing_cache: bytes | None, label: str) -> tuple[bytes, bytes | None]:
         """The serialized engine for ``profile``, and the timing cache after the build (when enabled)."""
         trt, settings = self.trt, self.settings
-        builder = trt.Builder(self.trt_logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, self.trt_logger)
-        if not parser.parse(onnx_bytes):
-            raise ProviderError(f"TensorRT's ONNX parser rejected {label}: {parser_errors(parser)}")
+        builder, network, parser = self.parse(onnx_bytes, label)  # the parser holds the weights until the build ends
         config = builder.create_builder_config()
         if settings.trt_max_workspace_size:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.trt_max_workspace_size)
@@ -97,9 +110,11 @@ class EngineBuilder:
             cache = config.create_timing_cache(timing_cache or b"")
             config.set_timing_cache(cache, False)
         config.add_optimization_profile(self._profile(builder, network, profile, label))
-        config.progress_monitor = progress_monitor(trt, label)
+        monitor = progress_monitor(trt, label)  # must outlive the builder objects, released below
+        config.progress_monitor = monitor
         started = time.monotonic()
         serialized = builder.build_serialized_network(network, config)
+        del config, network, parser, builder
         if serialized is None:
             raise ProviderError(f"TensorRT could not build an engine for {label} (see TensorRT's log above)")
         logger.info("TensorRT built %s in %.1f s", label, time.monotonic() - started)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from onnxmux.core.errors import InvalidArgument
+from onnxmux.core.option_values import parse_flag
 
 #: TensorRT's builder optimization levels (0: fastest build, 5: most tactics tried).
 OPTIMIZATION_LEVELS = range(0, 6)
@@ -22,20 +23,6 @@ PROFILE_OPTIONS = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_prof
 _DIMS = re.compile(r"\d+(?:x\d+)*")
 
 Shapes = dict[str, tuple[int, ...]]
-
-
-def parse_flag(value: Any) -> bool:
-    """True/False, 0/1, or the strings 0/1, true/false."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "true"):
-        return True
-    if text in ("0", "false"):
-        return False
-    raise ValueError("expected 0, 1, true or false")
 
 
 def _whole_number(value: Any, minimum: int, maximum: int | None = None) -> int:
