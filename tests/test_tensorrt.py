@@ -167,14 +167,11 @@ def test_this_machine_reports_tensorrt_missing_and_sessions_fall_back_to_the_cpu
     np.testing.assert_array_equal(session.run(None, {"x": np.array([-1, 2], np.float32)})[0], [0, 2])
 
 
-def test_providers_command_lists_tensorrt_as_experimental(capsys: pytest.CaptureFixture) -> None:
+def test_providers_command_lists_tensorrt_as_experimental(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     from onnxmux.cli import main
 
-    os.environ["COLUMNS"] = "250"
-    try:
-        assert main(["providers"]) == 0
-    finally:
-        del os.environ["COLUMNS"]
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main(["providers"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if "TensorrtExecutionProvider" in row)
     assert "tensorrt" in line and "cuda:0" in line and "experimental, not run on hardware" in line
 
