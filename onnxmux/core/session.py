@@ -17,7 +17,7 @@ from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import select_providers
-from onnxmux.core.threads import limit_blas_threads
+from onnxmux.core.threads import BlasThreads
 from onnxmux.core.types import TypeInfo, dtype_name
 from onnxmux.partition.plan import ExecutionPlan
 
@@ -36,7 +36,7 @@ class InferenceSession:
         disabled_optimizers: Sequence[str] | None = None,
     ) -> None:
         self._options = sess_options or SessionOptions()
-        limit_blas_threads(self._options.intra_op_num_threads)
+        self._blas_threads = BlasThreads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         self._model = load(path_or_bytes)
@@ -130,7 +130,7 @@ class InferenceSession:
     ) -> list[Any]:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
-        values = self._plan.execute(self._feed_values(input_feed))
+        values = self._blas_threads(self._plan.execute, self._feed_values(input_feed))
         return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:
