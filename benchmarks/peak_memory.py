@@ -6,7 +6,8 @@ Usage (``benchmarks/run.py`` starts it once per runtime and model)::
 
 It imports NumPy and the runtime, creates a CPU session, runs it once on the feeds and prints
 ``{"peak_rss_mb": ..., "imports_rss_mb": ...}``: the process's peak RSS at the end and after
-the imports alone (``ru_maxrss``, kB on Linux).
+the imports alone: ``VmHWM`` of ``/proc/self/status`` on Linux (``ru_maxrss`` is not used there:
+it carries the parent's peak across ``fork``/``exec``), ``ru_maxrss`` elsewhere.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import sys
 
 def peak_mb() -> float:
     """This process's peak resident set size so far, in MB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

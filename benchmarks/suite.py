@@ -36,14 +36,14 @@ def _nn(name: str, model: zoo.Model) -> Entry:
     return Entry(name, "nn", models.EXPORTERS, model.path, lambda: model.feeds(np.random.default_rng(0)))
 
 
-def _ml(kind: str) -> Entry:
+def _ml(name: str, kind: str) -> Entry:
     spec = ml_models.Spec(kind, "multiclass", zipmap=False)
 
     def feeds() -> Feeds:
         x_test = ml_models.make_data(spec.task)[2]
         return {ml_models.INPUT_NAME: np.ascontiguousarray(x_test[np.arange(ML_BATCH) % len(x_test)])}
 
-    return Entry(kind, "ml", ("-",), lambda _: ml_models.load(spec).path, feeds)
+    return Entry(name, "ml", ("-",), lambda _: ml_models.load(spec).path, feeds)
 
 
 def add_chain_path(_: str = "-") -> Path:
@@ -72,9 +72,9 @@ def add_chain_path(_: str = "-") -> Path:
 
 ENTRIES: dict[str, Entry] = {
     **{name: _nn(name, model) for name, model in zoo.SUITE.items()},
-    "random_forest": _ml("forest"),
-    "lightgbm": _ml("lightgbm"),
-    "logistic_regression": _ml("logreg"),
+    "random_forest": _ml("random_forest", "forest"),
+    "lightgbm": _ml("lightgbm", "lightgbm"),
+    "logistic_regression": _ml("logistic_regression", "logreg"),
     "add_chain": Entry(
         "add_chain", "chain", ("-",), add_chain_path,
         lambda: {"x": np.random.default_rng(0).standard_normal((1, 16), dtype=np.float32)},
