@@ -80,9 +80,9 @@ DEPTHWISE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("channels", [5, 64])  # 64: more channels than positions, laid out channels last
 @pytest.mark.parametrize("spatial,kernel,strides,dilations,pads,multiplier,batch", DEPTHWISE_CASES)
-def test_depthwise_conv_matches_windows_reference(spatial, kernel, strides, dilations, pads, multiplier, batch) -> None:
-    channels = 5
+def test_depthwise_conv_matches_windows_reference(spatial, kernel, strides, dilations, pads, multiplier, batch, channels) -> None:
     x = RNG.standard_normal((batch, channels, *spatial)).astype(np.float32)
     w = RNG.standard_normal((channels * multiplier, 1, *kernel)).astype(np.float32)
     layout = WindowAttrs(kernel, strides, dilations, pads, "NOTSET").layout(spatial, kernel)
@@ -91,10 +91,11 @@ def test_depthwise_conv_matches_windows_reference(spatial, kernel, strides, dila
     np.testing.assert_allclose(y, _depthwise_reference(x, w, layout), rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_conv_in_blocks_of_channels(monkeypatch) -> None:
+@pytest.mark.parametrize("channels", [7, 100])
+def test_depthwise_conv_in_blocks(monkeypatch, channels) -> None:
     monkeypatch.setattr(conv_direct, "_BLOCK_ELEMENTS", 50)
-    x = RNG.standard_normal((1, 7, 6, 6)).astype(np.float32)
-    w = RNG.standard_normal((7, 1, 3, 3)).astype(np.float32)
+    x = RNG.standard_normal((1, channels, 6, 6)).astype(np.float32)
+    w = RNG.standard_normal((channels, 1, 3, 3)).astype(np.float32)
     layout = WindowAttrs((3, 3), None, None, (1, 1, 1, 1), "NOTSET").layout((6, 6), (3, 3))
     np.testing.assert_allclose(conv_direct.depthwise(np, x, w, layout), _depthwise_reference(x, w, layout), rtol=1e-5, atol=1e-5)
 
