@@ -9,8 +9,6 @@ slice. Outputs are computed on the phases' full row width and the extra columns 
 
 * Depthwise (one input channel per group, as in MobileNet and EfficientNet): the output is a
   sum over taps of slice times that tap's per-channel weight, with no GEMM at all.
-* Ungrouped: the column matrix is stacked from the taps' slices (one contiguous copy each) and
-  multiplied by the weights, repacked once to (M, taps·C), in one GEMM.
 * 1x1 unpadded: the (strided) input already is the column matrix.
 """
 
