@@ -23,7 +23,7 @@ from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import select_providers
-from onnxmux.core.threads import limit_blas_threads
+from onnxmux.core.threads import BlasThreads
 from onnxmux.core.types import TypeInfo, dtype_name
 from onnxmux.partition.plan import ExecutionPlan
 
@@ -46,7 +46,7 @@ class InferenceSession:
         self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
         self._timeout_ms = run_control.timeout_ms(self._options)
         self._max_bytes = max_tensor_bytes(self._options)
-        limit_blas_threads(self._options.intra_op_num_threads)
+        self._blas_threads = BlasThreads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         custom_ops = SessionCustomOps.collect(self._options.custom_ops)
@@ -150,7 +150,7 @@ class InferenceSession:
         """Run the model; returns the requested outputs (all when ``output_names`` is None)."""
         wanted = self._output_positions(output_names)
         control = run_control.start(run_options, self._timeout_ms, self._max_bytes)
-        values = self._plan.execute(self._feed_values(input_feed), (), control)
+        values = self._blas_threads(self._plan.execute, self._feed_values(input_feed), (), control)
         return [_as_output(values[i], self._outputs[i][1]) for i in wanted]
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:
