@@ -17,8 +17,8 @@ Threads: both runtimes get the same intra-op thread count, ``--threads N`` (defa
   execution, and ``session.intra_op.allow_spinning = 0`` so its idle workers do not spin on
   cores while onnxmux's turn runs. Its graph optimizations stay at the default (all), since
   that is how it is deployed.
-* onnxmux gets ``intra_op_num_threads = N``, which also caps the BLAS pool of NumPy (that its
-  CPU kernels run on) at N threads when the session is created.
+* onnxmux gets ``intra_op_num_threads = N``, which also sets the BLAS pool of NumPy (that its
+  CPU kernels run on) to N threads while the session runs.
 
 Use ``--threads`` above 1 only on otherwise idle cores: OpenBLAS hands every GEMM to its
 worker threads, and when those are descheduled by other load a small GEMM can take a thousand

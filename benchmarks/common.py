@@ -1,8 +1,8 @@
 """What the benchmark scripts share: session set-up, interleaved timing, feeds and reporting.
 
 Threads: the sessions made here give onnxmux and onnxruntime the same ``intra_op_num_threads``.
-onnxmux caps NumPy's BLAS pool at that count (through threadpoolctl) when a session with a
-positive count is created, so nothing has to be set in the environment before NumPy loads.
+onnxmux sets NumPy's BLAS pool to that count (through threadpoolctl) while a session runs, so
+nothing has to be set in the environment before NumPy loads.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def onnxmux_session(
     providers: Sequence[Any] = ("cpu",),
     level: onnxmux.GraphOptimizationLevel | None = None,
 ) -> onnxmux.InferenceSession:
-    """An onnxmux session on ``providers`` with ``threads`` intra-op threads (0: no BLAS cap).
+    """An onnxmux session on ``providers`` with ``threads`` intra-op threads (0: its default, the physical cores).
 
     ``level`` is the graph optimization level (None: the default, all).
     """

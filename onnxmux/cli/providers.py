@@ -30,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
         reason = entry.unavailable_reason()
         device = entry.cls.device if entry.cls else ""
         status = "[green]available[/]" if reason is None else f"[red]unavailable[/]: {escape(reason)}"
+        note = getattr(entry.cls, "note", "")
+        if note and note not in status:
+            status += f" ({note})"
         table.add_row(name, ", ".join(entry.aliases), device, status)
     wide_console().print(table)
     return 0

@@ -145,6 +145,8 @@ _RULES: dict[str, tuple[str, int, int, Callable]] = {
 }
 
 _registered = False
+#: The (domain, op type) pairs whose schema came from here: they type outputs, not attributes.
+_ours: set[tuple[str, str]] = set()
 
 
 def register_if_used(graph: onnx.GraphProto) -> None:
@@ -163,6 +165,13 @@ def register() -> None:
         if _known(op_type, domain):
             continue
         defs.register_schema(_schema(op_type, domain, inputs, outputs, infer))
+        _ours.add((domain, op_type))
+
+
+def typing_only(op_type: str, domain: str) -> bool:
+    """Whether the schema onnx holds for this operator is one of these minimal ones, which declare
+    no attributes, so a validator must not check a node's attributes against it."""
+    return (domain, op_type) in _ours
 
 
 def _known(op_type: str, domain: str) -> bool:

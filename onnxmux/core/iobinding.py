@@ -154,7 +154,8 @@ def run_placed(
     output_devices = {p: d for p, d in zip(positions, outputs.values()) if d is not CPU}
     values = session._feed_values(feed, placed=input_devices)
     plan = _variant(session, input_devices, output_devices)
-    results = plan.execute(values, (), run_control.start(run_options, session._timeout_ms, session._max_bytes))
+    control = run_control.start(run_options, session._timeout_ms, session._max_bytes)
+    results = session._blas_threads(plan.execute, values, (), control)
     host = detach([results[p] for p in positions], [v for i, v in enumerate(values) if i not in input_devices])
     return [OrtValue(v, outputs[name]) for v, name in zip(host, outputs)]
 

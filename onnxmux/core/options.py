@@ -53,8 +53,8 @@ class _Options(metaclass=_Sealed):
 class SessionOptions(_Options):
     """Options fixed at session creation, with onnxruntime's names.
 
-    Used: ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads`` (caps
-    BLAS threads), ``inter_op_num_threads`` (parallel mode), ``optimized_model_filepath``,
+    Used: ``graph_optimization_level``, ``execution_mode``, ``intra_op_num_threads`` (the
+    BLAS pool's threads while the session runs; 0: the physical cores, as in onnxruntime), ``inter_op_num_threads`` (parallel mode), ``optimized_model_filepath``,
     ``enable_profiling`` and ``profile_file_prefix``, and the config entries
     ``session.disable_cpu_ep_fallback``, ``optimization.disable_rules``,
     ``session.external_data_dir``, ``session.run_timeout_ms`` and ``session.max_tensor_bytes``

@@ -104,7 +104,7 @@ class _ProfiledPlan:
         self._profiler = profiler
 
     def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = (), control: Any = None) -> list[Any]:
-        """Run the plan (under the run's ``control``), timing the whole run."""
+        """Run the plan, timing the whole run; ``control`` as ``Plan.execute`` takes it."""
         begin = time.perf_counter_ns()
         values = self._plan.execute(inputs, outer, control)
         self._profiler.session_event("model_run", begin, time.perf_counter_ns())

@@ -1,16 +1,57 @@
-"""Thread settings: numpy's BLAS thread pool follows ``intra_op_num_threads``."""
+"""Thread settings: numpy's BLAS pool runs a session at ``intra_op_num_threads``, only while it runs.
+
+onnxruntime's default intra-op thread count is the number of physical cores; onnxmux uses the
+same default. The CPU provider's matrix products and convolutions run inside the BLAS library
+numpy links; its pool is process-wide, so a session sets it for the duration of each run and
+puts back what the caller had, leaving the user's own numpy settings alone between runs.
+"""
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+from typing import Any, Callable
 
-def limit_blas_threads(threads: int) -> None:
-    """Cap the BLAS library's threads (process-wide, as BLAS itself is) when ``threads`` > 0.
 
-    The CPU provider's matrix products and convolutions run inside the BLAS library numpy
-    links; on a shared or small machine its default of one thread per core can be many
-    times slower than one thread, so the session option is honoured as onnxruntime's is.
-    """
-    if threads > 0:
-        import threadpoolctl  # only sessions that set a thread count need it
+@lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """The physical cores this process may run on (hyper-threads counted once), as onnxruntime counts them."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            with open(f"{topology}/physical_package_id") as package, open(f"{topology}/core_id") as core:
+                cores.add((package.read().strip(), core.read().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
 
-        threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
+
+@lru_cache(maxsize=1)
+def _blas_libraries() -> tuple[Any, ...]:
+    """threadpoolctl's controllers of the BLAS libraries loaded now (numpy's among them)."""
+    import threadpoolctl
+
+    return tuple(lib for lib in threadpoolctl.ThreadpoolController().lib_controllers if lib.user_api == "blas")
+
+
+class BlasThreads:
+    """Calls functions with the BLAS pool at a session's thread count, restoring the caller's count after."""
+
+    def __init__(self, intra_op_num_threads: int) -> None:
+        self.threads = intra_op_num_threads if intra_op_num_threads > 0 else physical_cores()
+
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with the BLAS pool at ``self.threads`` (nothing is changed when it already is)."""
+        libraries = _blas_libraries()
+        previous = [lib.get_num_threads() for lib in libraries]
+        if all(count == self.threads for count in previous):
+            return fn(*args)
+        for lib in libraries:
+            lib.set_num_threads(self.threads)
+        try:
+            return fn(*args)
+        finally:
+            for lib, count in zip(libraries, previous):
+                lib.set_num_threads(count)

@@ -16,6 +16,7 @@ import onnx
 from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto
 
+from onnxmux.core import contrib_schemas
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.external_data import model_tensors
 
@@ -148,7 +149,7 @@ def schema_of(node: onnx.NodeProto, opsets: dict[str, int]) -> onnx.defs.OpSchem
     """The schema the model's opset selects for ``node``, None for operators onnx does not define."""
     domain = "" if node.domain == "ai.onnx" else node.domain
     version = opsets.get(domain)
-    if version is None:
+    if version is None or contrib_schemas.typing_only(node.op_type, domain):
         return None
     try:
         return onnx.defs.get_schema(node.op_type, version, domain)

@@ -1,6 +1,6 @@
 """The CPU provider's level-99 (ORT_ENABLE_ALL) fusions, run on the nodes assigned to it.
 
-Conv [+ Add of a same-shaped tensor] [+ activation] becomes a com.onnxmux FusedConv,
+Conv [+ Add of a same-shaped tensor] [+ activation, SiLU's Mul(x, Sigmoid(x)) included] becomes a com.onnxmux FusedConv,
 Gemm or MatMul [+ Add of a constant bias] [+ activation] a com.onnxmux FusedGemm, and the
 attention core MatMul(Q, Kᵀ) [/ or * scale] [+ mask] -> Softmax -> MatMul(·, V) a com.onnxmux
 FusedAttention. The fused kernels apply the additions, activations and softmax in place on the
@@ -56,6 +56,8 @@ ACTIVATION_PARAMS: dict[str, Callable[[ir.Node], "list[float] | None"]] = {
     "Tanh": lambda n: [],
     "LeakyRelu": lambda n: [float(attr(n, "alpha", 0.01))],
     "HardSigmoid": lambda n: [float(attr(n, "alpha", 0.2)), float(attr(n, "beta", 0.5))],
+    "HardSwish": lambda n: [],
+    "Swish": lambda n: [float(attr(n, "alpha", 1.0))],
     "Clip": _clip_params,
 }
 
@@ -116,13 +118,31 @@ def _replace(
 
 
 def _with_activation(graph: ir.Graph, tail: ir.Node, mine: set[ir.Node]) -> tuple[list[ir.Node], list[ir.Attr]]:
-    """The activation node following ``tail`` (if any) and the attributes naming it."""
+    """The activation node(s) following ``tail`` (if any) and the attributes naming it."""
     found = _next(tail.outputs[0], mine)
     act = _activation(found)
+    nodes = [found]
     if act is None:
-        return [], []
+        nodes = _silu(tail.outputs[0], mine)
+        if nodes is None:
+            return [], []
+        act = ("Swish", [1.0])
     name, params = act
-    return [found], [ir.AttrString("activation", name), ir.AttrFloat32s("activation_params", params)]
+    return nodes, [ir.AttrString("activation", name), ir.AttrFloat32s("activation_params", params)]
+
+
+def _silu(value: ir.Value, mine: set[ir.Node]) -> list[ir.Node] | None:
+    """[Sigmoid, Mul] when ``value`` is read only by Mul(value, Sigmoid(value)) (SiLU as exporters write it)."""
+    if value.is_graph_output() or len(value.uses()) != 2:
+        return None
+    readers = {use.node for use in value.uses()}
+    sigmoid = next((n for n in readers if is_op(n, "Sigmoid")), None)
+    if sigmoid is None or sigmoid not in mine:
+        return None
+    mul = _next(sigmoid.outputs[0], mine)
+    if not is_op(mul, "Mul") or mul not in readers or set(mul.inputs) != {value, sigmoid.outputs[0]}:
+        return None
+    return [sigmoid, mul]
 
 
 def _fuse_conv(graph: ir.Graph, conv: ir.Node, mine: set[ir.Node]) -> ir.Node | None:

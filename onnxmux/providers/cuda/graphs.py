@@ -76,8 +76,10 @@ class CUDAGraphPlan(Plan):
             logger.warning("CUDA graph not used: %s; running node by node", reason)
 
     def execute(self, inputs: Sequence[Any], outer: Sequence[Any] = (), control: Any = None) -> list[Any]:
-        """Replay the signature's graph; the first run of a signature runs normally (under the run's
-        ``control``), then captures; a replay runs as one unit that ``control`` cannot stop midway."""
+        """Replay the signature's graph; the first run of a signature runs normally, then captures.
+
+        ``control`` (terminate, timeout) is checked by the runs that go node by node; a replay is
+        one launch and runs to its end."""
         if self.blocker is not None:
             self._log_once(self.blocker)
             return self.inner.execute(inputs, outer, control)

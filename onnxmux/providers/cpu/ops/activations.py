@@ -7,19 +7,14 @@ float32 and rounded back once.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
-from onnxmux.providers.cpu.ops.unary_math import erf, in_float32
+from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values
+from onnxmux.providers.cpu.ops.pointwise import hard_swish_inplace, sigmoid_inplace, swish_inplace
+from onnxmux.providers.cpu.ops.unary_math import in_float32
 from onnxmux.providers.cpu.registry import op
 
 Unary = Callable[[Any], Any]
-
-
-def _sigmoid(xp: Any, x: Any) -> Any:
-    """1 / (1 + exp(-x)) without overflow for large |x|."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _elu_part(xp: Any, x: Any, alpha: float) -> Any:
@@ -81,7 +76,7 @@ def celu(ctx: Any, xp: Any) -> Unary:
 @op("Sigmoid", 1)
 def sigmoid(ctx: Any, xp: Any) -> Unary:
     """1 / (1 + exp(-x))."""
-    return in_float32(lambda x: _sigmoid(xp, x))
+    return in_float32(lambda x: sigmoid_inplace(xp, x.copy()))
 
 
 @op("HardSigmoid", 1)
@@ -95,25 +90,22 @@ def hard_sigmoid(ctx: Any, xp: Any) -> Unary:
 @op("HardSwish", 14)
 def hard_swish(ctx: Any, xp: Any) -> Unary:
     """x · max(0, min(1, x/6 + 1/2))."""
-    return in_float32(lambda x: x * xp.clip(x / 6 + 0.5, 0, 1))
+    return in_float32(lambda x: hard_swish_inplace(xp, x.copy()))
 
 
 @op("Swish", 24)
 def swish(ctx: Any, xp: Any) -> Unary:
     """x · sigmoid(alpha·x)."""
     alpha = ctx.attr("alpha", 1.0)
-    return in_float32(lambda x: x * _sigmoid(xp, alpha * x))
+    return in_float32(lambda x: swish_inplace(xp, x.copy(), alpha))
 
 
 @op("Gelu", 20)
 def gelu(ctx: Any, xp: Any) -> Unary:
     """x·Φ(x): exactly with erf (``approximate="none"``) or by the tanh approximation."""
     approximate = ctx.attr("approximate", "none")
-    if approximate == "none":
-        return in_float32(lambda x: 0.5 * x * (1 + erf(xp, x * math.sqrt(0.5))))
-    if approximate == "tanh":
-        scale = math.sqrt(2 / math.pi)
-        return in_float32(lambda x: 0.5 * x * (1 + xp.tanh(scale * (x + 0.044715 * x**3))))
+    if approximate in ("none", "tanh"):
+        return in_float32(lambda x: gelu_values(xp, x, approximate))
     raise ctx.error(f"approximate must be 'none' or 'tanh', got {approximate!r}")
 
 

@@ -1,4 +1,5 @@
-"""Convolutions: Conv, ConvTranspose, DeformConv and Col2Im, built on im2col/col2im and GEMM.
+"""Convolutions: Conv, ConvTranspose, DeformConv and Col2Im, built on im2col/col2im and GEMM
+(depthwise and 1x1 convolutions skip im2col: see ``conv_direct``).
 
 The sliding-window attribute handling here (``window_attrs``, ``WindowAttrs.layout``,
 ``sliding_windows``) is shared with the pooling kernels; the OpenCL provider's Conv and pools
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu.ops import conv_direct
 from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 from onnxmux.providers.cpu.registry import op
 
@@ -166,6 +168,9 @@ def conv(ctx: NodeContext, xp: Any):
         if c != w.shape[1] * group or m % group:
             raise ValueError(f"input {x.shape} and weights {w.shape} do not fit group={group}")
         layout = window.layout(x.shape[2:], w.shape[2:])
+        direct = _direct(x, w, layout, group)
+        if direct is not None:
+            return _add_bias(direct(xp, x, w, layout).astype(x.dtype, copy=False), b)
         pointwise = all(k == 1 and s == 1 for k, s in zip(layout.kernel, layout.strides))
         if pointwise and not any(layout.begin + layout.end):
             # A 1x1, stride-1, unpadded kernel: the input already is the column matrix.
@@ -182,6 +187,15 @@ def conv(ctx: NodeContext, xp: Any):
         return _add_bias(y, b)
 
     return run
+
+
+def _direct(x: Any, w: Any, layout: Layout, group: int) -> Any | None:
+    """The im2col-free kernel that fits this convolution, if any (see ``conv_direct``)."""
+    if group > 1 and group == x.shape[1]:
+        return conv_direct.depthwise
+    if group == 1 and all(k == 1 for k in layout.kernel) and not any(layout.begin + layout.end):
+        return conv_direct.pointwise
+    return None
 
 
 def _col2im(xp: Any, cols: Any, layout: Layout, size: Sequence[int]) -> Any:

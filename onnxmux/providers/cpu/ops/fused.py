@@ -8,12 +8,11 @@
 * ``Gelu`` and ``LayerNormalization``: the ONNX operators, for models whose opset predates them.
 
 ``activation`` names one of ``ACTIVATIONS``; ``activation_params`` holds its parameters
-(LeakyRelu: alpha; HardSigmoid: alpha, beta; Clip: min, max), as in onnxruntime's fused ops.
+(LeakyRelu: alpha; HardSigmoid: alpha, beta; Clip: min, max; Swish: alpha), as in onnxruntime's fused ops.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu.ops.conv import conv
 from onnxmux.providers.cpu.ops.normalization import layer_normalization
-from onnxmux.providers.cpu.ops.unary_math import erf
+from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, hard_swish_inplace, sigmoid_inplace, swish_inplace
 from onnxmux.providers.cpu.registry import op
 
 DOMAIN = "com.onnxmux"
@@ -40,11 +39,15 @@ def _leaky_relu(xp: Any, y: Any, params: list[float]) -> Any:
 
 
 def _sigmoid(xp: Any, y: Any, params: list[float]) -> Any:
-    with np.errstate(over="ignore"):
-        xp.negative(y, out=y)
-        xp.exp(y, out=y)
-    y += 1
-    return xp.reciprocal(y, out=y)
+    return sigmoid_inplace(xp, y)
+
+
+def _hard_swish(xp: Any, y: Any, params: list[float]) -> Any:
+    return hard_swish_inplace(xp, y)
+
+
+def _swish(xp: Any, y: Any, params: list[float]) -> Any:
+    return swish_inplace(xp, y, params[0])
 
 
 def _tanh(xp: Any, y: Any, params: list[float]) -> Any:
@@ -69,6 +72,8 @@ ACTIVATIONS: dict[str, tuple[Activation, int]] = {
     "Tanh": (_tanh, 0),
     "Clip": (_clip, 2),
     "HardSigmoid": (_hard_sigmoid, 2),
+    "HardSwish": (_hard_swish, 0),
+    "Swish": (_swish, 1),
 }
 
 
@@ -167,24 +172,9 @@ def fused_gelu(ctx: NodeContext, xp: Any):
 
 
 def gelu(xp: Any, tanh: bool) -> Callable[[Any], Any]:
-    """Gelu as ``run(x)``: the erf form, or with ``tanh`` its tanh approximation; one buffer."""
-    root_half = math.sqrt(0.5)
-    tanh_scale = math.sqrt(2 / math.pi)
-
-    def run(x):
-        work = compute_dtype(x.dtype)
-        if not tanh:
-            y = erf(xp, xp.multiply(x, root_half, dtype=work))
-        else:
-            y = xp.multiply(x, x, dtype=work)
-            y *= x
-            y *= 0.044715
-            y += x
-            y *= tanh_scale
-            xp.tanh(y, out=y)
-        return gate(y, x)
-
-    return run
+    """Gelu as ``run(x)``: the erf form, or with ``tanh`` its tanh approximation, in few in-place passes."""
+    approximate = "tanh" if tanh else "none"
+    return lambda x: gelu_values(xp, x, approximate).astype(x.dtype, copy=False)
 
 
 def gate(y: Any, x: Any) -> Any:

@@ -189,10 +189,19 @@ def layer_normalization(ctx: NodeContext, xp: Any):
 
     def run(x, scale, bias=None):
         axes = trailing_axes(x.ndim, axis)
-        normalized, mean, inv_std = standardize(xp, x.astype(stash, copy=False), axes, epsilon)
-        y = normalized.astype(x.dtype) * scale
-        if bias is not None:
-            y = y + bias
+        xs = x.astype(stash, copy=False)
+        mean = xp.mean(xs, axis=axes, keepdims=True)
+        y = xs - mean  # the one full-size buffer: centred, scaled and shifted in place
+        inv_std = 1 / xp.sqrt(xp.mean(xp.square(y), axis=axes, keepdims=True) + epsilon)
+        y *= inv_std
+        y = y.astype(x.dtype, copy=False)
+        for param, apply in ((scale, xp.multiply), (bias, xp.add)):
+            if param is None:
+                continue
+            if xp.broadcast_shapes(y.shape, param.shape) == y.shape:
+                apply(y, param, out=y, casting="unsafe")
+            else:
+                y = apply(y, param)
         return y.astype(x.dtype, copy=False), mean, inv_std
 
     return run

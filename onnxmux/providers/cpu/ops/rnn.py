@@ -1,7 +1,7 @@
 """Recurrent layers: RNN, GRU and LSTM (forward, reverse, bidirectional; both layouts).
 
-The input projection of every time step is one matmul up front; the recurrence then steps
-through time, with ``sequence_lens`` freezing the state of finished batch entries and zeroing
+The input projection of every time step is one 2-D GEMM up front; the recurrence then steps
+through time (LSTM with its default activations in a fused step of few in-place passes), with ``sequence_lens`` freezing the state of finished batch entries and zeroing
 their outputs.
 """
 
@@ -42,6 +42,8 @@ class _Layer:
     activations: tuple[tuple[Activation, ...], ...]
     clip: float | None
     batch_major: bool
+    #: The default activations with no clip: the kernels may take their fused step.
+    standard: bool
 
     def clipped(self, xp: Any, x: Any) -> Any:
         """The input of an activation, bounded by the ``clip`` threshold when there is one."""
@@ -100,7 +102,13 @@ def _parse_layer(ctx: Any, xp: Any, default_activations: list[str]) -> _Layer:
     clip = ctx.attr("clip", None)
     if clip is not None and clip <= 0:
         raise ctx.error(f"clip must be positive, got {clip}")
-    return _Layer(reverse, grouped, clip, layout == 1)
+    standard = (
+        [n.lower() for n in names] == [n.lower() for n in default_activations] * len(reverse)
+        and not ctx.attr("activation_alpha", [])
+        and not ctx.attr("activation_beta", [])
+        and clip is None
+    )
+    return _Layer(reverse, grouped, clip, layout == 1, standard)
 
 
 def _scan(
@@ -127,6 +135,23 @@ def _scan(
             outputs[t] = new_state[0]
         state = new_state
     return xp.stack(outputs), state
+
+
+def _project(xp: Any, x: Any, w: Any, bias: Any) -> Any:
+    """X [seq, batch, input] times Wᵀ plus bias for every time step at once: one 2-D GEMM."""
+    steps, batch, size = x.shape
+    y = xp.ascontiguousarray(x).reshape(steps * batch, size) @ w.T
+    y += bias
+    return y.reshape(steps, batch, -1)
+
+
+def _sigmoid_inplace(xp: Any, y: Any) -> Any:
+    """The rnn "sigmoid" activation, 0.5·(tanh(y/2) + 1), written into ``y``."""
+    y *= 0.5
+    xp.tanh(y, out=y)
+    y *= 0.5
+    y += 0.5
+    return y
 
 
 def _split_bias(xp: Any, bias: Any, direction: int, size: int, dtype: np.dtype) -> tuple[Any, Any]:
@@ -172,7 +197,7 @@ def rnn(ctx: Any, xp: Any) -> Kernel:
             def step(projected, state):
                 return (f(layer.clipped(xp, projected + state[0] @ recurrence)),)
 
-            return x @ W[d].T + (wb + rb), step
+            return _project(xp, x, W[d], wb + rb), step
 
         return _run_layer(xp, layer, sequence_lens, [h0], make_step)
 
@@ -208,7 +233,7 @@ def gru(ctx: Any, xp: Any) -> Kernel:
                     candidate = xh + (r * h) @ hidden_r + hidden_rb
                 return ((1 - z) * g(layer.clipped(xp, candidate)) + z * h,)
 
-            return x @ W[d].T + wb, step
+            return _project(xp, x, W[d], wb), step
 
         return _run_layer(xp, layer, sequence_lens, [h0], make_step)
 
@@ -245,7 +270,22 @@ def lstm(ctx: Any, xp: Any) -> Kernel:
                 o = f(layer.clipped(xp, go + peep_o * c_new))
                 return o * h_act(layer.clipped(xp, c_new)), c_new
 
-            return x @ W[d].T + (wb + rb), step
+            def standard_step(projected, state):
+                h, c = state
+                gates = h @ recurrence
+                gates += projected
+                _sigmoid_inplace(xp, gates[:, : 3 * hidden])
+                xp.tanh(gates[:, 3 * hidden :], out=gates[:, 3 * hidden :])
+                i, o, forget, candidate = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
+                c_new = forget * c
+                candidate *= i
+                c_new += candidate
+                h_new = xp.tanh(c_new)
+                h_new *= o
+                return h_new, c_new
+
+            fast = layer.standard and P is None and not input_forget
+            return _project(xp, x, W[d], wb + rb), standard_step if fast else step
 
         return _run_layer(xp, layer, sequence_lens, [h0, c0], make_step)
 

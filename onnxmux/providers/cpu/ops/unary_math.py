@@ -3,11 +3,11 @@ the trigonometric and hyperbolic functions and their inverses, IsNaN and IsInf."
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 import numpy as np
 
+from onnxmux.providers.cpu.ops.pointwise import erf_exact, erf_float32
 from onnxmux.providers.cpu.registry import op
 
 
@@ -28,10 +28,8 @@ def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def erf(xp: Any, x: Any) -> Any:
-    """The Gauss error function of a float array in its own dtype, from SciPy (CuPy's for CuPy arrays);
-    SciPy is imported on first use, as it costs more to import than the rest of the provider."""
-    module = "scipy.special" if isinstance(x, (np.ndarray, np.generic)) else "cupyx.scipy.special"
-    return importlib.import_module(module).erf(x)
+    """The Gauss error function: float32 by a fast approximation (max error 1.6e-7), others exactly."""
+    return erf_float32(xp, x) if x.dtype == np.float32 else erf_exact(xp, x)
 
 
 def _unary(op_type: str, since: int, doc: str, make: Callable[[Any], Callable]) -> None:
