@@ -33,6 +33,11 @@ class DeviceArray:
 class DeviceTransfer(onnxmux.DataTransfer):
     """Wraps on the way to the test device, unwraps on the way back; checks both directions."""
 
+    array_type = DeviceArray
+
+    def describe(self, value: DeviceArray) -> tuple[np.dtype, tuple[int, ...]]:
+        return value.array.dtype, value.array.shape
+
     def to_device(self, value: Any) -> Any:
         assert not isinstance(value, DeviceArray), "copy to the test device of a value already there"
         return None if value is None else DeviceArray(np.asarray(value))

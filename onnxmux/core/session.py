@@ -16,7 +16,7 @@ from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
-from onnxmux.core.selection import select_providers
+from onnxmux.core.selection import configure_providers, select_providers
 from onnxmux.core.threads import limit_blas_threads
 from onnxmux.core.types import TypeInfo, dtype_name
 from onnxmux.partition.plan import ExecutionPlan
@@ -40,6 +40,8 @@ class InferenceSession:
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         self._model = load(path_or_bytes)
+        model_dir = self._model.base_dir if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        configure_providers(self._providers, self._options, model_dir)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -53,6 +55,7 @@ class InferenceSession:
             self._providers,
             self._model.declared_types,
             rewrite=level >= GraphOptimizationLevel.ORT_ENABLE_ALL,
+            config=self._options.config_entries(),
         )
         self._plan = compiler.compile_model(graph)
         self._execution_plan = compiler.execution_plan
