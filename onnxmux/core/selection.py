@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from onnxmux.core import discovery
 from onnxmux.core.errors import EPFail, InvalidArgument, ProviderError
 from onnxmux.core.options import SessionOptions
-from onnxmux.core.provider import ExecutionProvider, ProviderSettings, transfer_problem
+from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
+from onnxmux.core.provider import ExecutionProvider, KernelProvider, ProviderSettings, transfer_problem
 
 logger = logging.getLogger("onnxmux")
 
@@ -68,6 +69,16 @@ def configure_providers(providers: Sequence[ExecutionProvider], options: Session
                 model_dir=model_dir,
             )
         )
+
+
+def private_ops_of(providers: Sequence[ExecutionProvider]) -> Callable[[str], bool]:
+    """Whether every provider has a kernel for a com.onnxmux op: the optimizer makes private ops
+    only then, so a compile-based provider never sees one and none splits a partition."""
+
+    def allowed(op_type: str) -> bool:
+        return all(isinstance(p, KernelProvider) and p.registry.versions(ONNXMUX_DOMAIN, op_type) for p in providers)
+
+    return allowed
 
 
 def _normalize(

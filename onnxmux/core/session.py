@@ -16,7 +16,7 @@ from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
-from onnxmux.core.selection import configure_providers, select_providers
+from onnxmux.core.selection import configure_providers, private_ops_of, select_providers
 from onnxmux.core.threads import limit_blas_threads
 from onnxmux.core.types import TypeInfo, dtype_name
 from onnxmux.partition.plan import ExecutionPlan
@@ -49,6 +49,7 @@ class InferenceSession:
             level,
             disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
+            private_ops=private_ops_of(self._providers),
         )
         compiler = GraphCompiler(
             self._model.opsets,
