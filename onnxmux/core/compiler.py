@@ -52,6 +52,8 @@ class GraphCompiler:
         """The Plan of the top-level graph; also records its ExecutionPlan."""
         builder = _PlanBuilder(self, graph, (), HOST)
         plan = builder.build()
+        #: The top-level graph's units in running order (for the EPContext model).
+        self.units = builder.partitioning.units
         self.execution_plan = build_plan([p.name for p in self.providers], builder.partitioning, builder.copies)
         logger.info(
             "partitioned %d nodes into %d partitions; %d device copies; %d nodes fell back to the CPU",

@@ -223,3 +223,13 @@ class CompileProvider(ExecutionProvider):
     def explain(self, node: ir.Node) -> str:
         """Why a node was not claimed, for ``onnxmux plan``."""
         return "not claimed by the provider"
+
+    def export_compiled(self, compiled: Callable[..., tuple]) -> bytes | None:
+        """What ``compile`` returned, serialized for an EPContext node (``ep.context_enable``);
+        None (the default) when it cannot be, and the partition's nodes are kept instead."""
+        return None
+
+    def import_compiled(self, blob: bytes, subgraph: Subgraph) -> Callable[..., tuple]:
+        """A callable like ``compile``'s, rebuilt from ``export_compiled``'s bytes; ``subgraph``
+        holds the EPContext node, its typed inputs and outputs (the call order)."""
+        raise NotImplementedError(f"{self.name} cannot load compiled partitions (EPContext nodes)")

@@ -19,6 +19,7 @@ from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import configure_providers, private_ops_of, select_providers
 from onnxmux.core.threads import limit_blas_threads
 from onnxmux.core.types import TypeInfo, dtype_name
+from onnxmux.partition.epcontext import ENABLE_KEY, save_context_model
 from onnxmux.partition.plan import ExecutionPlan
 
 logger = logging.getLogger("onnxmux")
@@ -59,6 +60,8 @@ class InferenceSession:
             config=self._options.config_entries(),
         )
         self._plan = compiler.compile_model(graph)
+        if self._options.config(ENABLE_KEY) == "1":
+            save_context_model(self._model.model, compiler.units, self._options.config_entries(), path_or_bytes)
         self._execution_plan = compiler.execution_plan
         self._profiler = Profiler(self._options.profile_file_prefix) if self._options.enable_profiling else None
         if self._profiler is not None:

@@ -21,6 +21,7 @@ from onnxmux.core.errors import EPFail, OnnxMuxError, UnsupportedOperator
 from onnxmux.core.provider import CompileProvider, ExecutionProvider, KernelProvider
 from onnxmux.core.registry import KernelDef
 from onnxmux.partition.convex import predecessors, split_acyclic
+from onnxmux.partition.epcontext import CONTEXT_OP, context_blob, context_provider, context_subgraph, is_context_node
 from onnxmux.partition.failures import FailureRule, label, labels
 from onnxmux.partition.subgraph import boundary, extract
 
@@ -81,6 +82,9 @@ class Partitioner:
         compiled: list[Unit] = []
         declined: dict[ir.Node, dict[str, str]] = {n: {} for n in order}
         failed: set[ir.Node] = set()
+        for unit in self._context_units(graph, order, implicit, declined, failed):
+            compiled.append(unit)
+            owner[unit.nodes[0]] = unit.provider
         for position, provider in enumerate(self.providers):
             candidates = [n for n in order if n not in owner]
             if not candidates:
@@ -164,12 +168,33 @@ class Partitioner:
                 declined[node].setdefault(provider.name, provider.explain(node))
         return units
 
-    def _compile_piece(self, provider, graph, piece, implicit, declined, failed) -> Unit | None:
-        subgraph = extract(piece, graph, self.opsets, implicit)
+    def _context_units(self, graph, order, implicit, declined, failed) -> list[Unit]:
+        """EPContext nodes (partitions compiled by an earlier session), loaded by the provider
+        that made them; nothing else can run one."""
+        units = []
+        for node in order:
+            if not is_context_node(node):
+                continue
+            provider = context_provider(node, self.providers)
+            if provider is None:
+                source = node.attributes["source"].value if "source" in node.attributes else "?"
+                declined[node][CONTEXT_OP] = f"compiled by {source}, which this session does not use"
+                continue
+            unit = self._compile_piece(provider, graph, [node], implicit, declined, failed, "import_compiled")
+            if unit is not None:
+                units.append(unit)
+        return units
+
+    def _compile_piece(self, provider, graph, piece, implicit, declined, failed, hook="compile") -> Unit | None:
         try:
-            function = provider.compile(subgraph)
+            if hook == "compile":
+                subgraph = extract(piece, graph, self.opsets, implicit)
+                function = provider.compile(subgraph)
+            else:
+                blob, subgraph = context_blob(piece[0], provider), context_subgraph(piece[0], graph, self.opsets, implicit)
+                function = provider.import_compiled(blob, subgraph)
         except Exception as exc:
-            reason = self.failures.hook_failed(provider, "compile", piece, exc)
+            reason = self.failures.hook_failed(provider, hook, piece, exc)
             for node in piece:
                 declined[node][provider.name] = reason
             failed.update(piece)
