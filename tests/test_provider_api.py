@@ -184,3 +184,45 @@ def test_private_ops_are_made_only_when_every_provider_has_their_kernel() -> Non
         got_domains, got = domains(providers)
         assert "com.onnxmux" not in got_domains, providers
         np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)
+
+
+# -- cost-aware placement ----------------------------------------------------------------
+def test_cost_placement_gives_a_copy_bound_island_back() -> None:
+    class SoftmaxDevice(ep.KernelProvider):
+        name = "SoftmaxDeviceExecutionProvider"
+        device = "softdev:0"
+        data_transfer = DeviceTransfer()
+        registry = _device_registry(lambda op: op in {"Softmax", "MatMul"})
+
+    ep.register_provider(SoftmaxDevice)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Softmax", ["r"], ["s"], name="softmax"),
+        helper.make_node("Abs", ["s"], ["a"], name="abs"),
+        helper.make_node("MatMul", ["a", "w"], ["y"], name="matmul"),
+    ]
+    w = np.full((128, 512), 0.01, np.float32)
+    graph = helper.make_graph(nodes, "g", [V("x", TensorProto.FLOAT, [64, 128])], [V("y", TensorProto.FLOAT, [64, 512])],
+                              [helper.make_tensor("w", TensorProto.FLOAT, [128, 512], w.ravel())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    x = np.linspace(-2, 2, 64 * 128, dtype=np.float32).reshape(64, 128)
+    plans, outputs = {}, {}
+    for policy in ("greedy", "cost"):
+        options = onnxmux.SessionOptions()
+        options.add_session_config_entry("session.placement_policy", policy)
+        session = onnxmux.InferenceSession(model, options, providers=[SoftmaxDevice.name, "cpu"])
+        plans[policy], outputs[policy] = session.get_execution_plan(), session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(outputs["cost"], outputs["greedy"], rtol=1e-6)
+    where = {p: {n["name"]: n["provider"] for n in plan.nodes} for p, plan in plans.items()}
+    assert where["greedy"]["softmax"] == where["greedy"]["matmul"] == SoftmaxDevice.name
+    # Softmax: 2 * 32 KiB copied in and out for 8192 elements of work -> back to the CPU;
+    # MatMul: 32 + 128 KiB in and out for 64*512*128/16 = 262144 of work -> stays (w is uploaded once)
+    assert where["cost"]["softmax"] == "CPUExecutionProvider" and where["cost"]["matmul"] == SoftmaxDevice.name
+    assert plans["cost"].moved == [{"nodes": ["softmax"], "from": SoftmaxDevice.name, "to": "CPUExecutionProvider",
+                                    "copy_bytes": 2 * 64 * 128 * 4, "work": 8192.0}]
+    assert "placement" in plans["cost"].declined["softmax"][SoftmaxDevice.name]
+    assert len(plans["cost"].copies) < len(plans["greedy"].copies)
+    options = onnxmux.SessionOptions()
+    options.add_session_config_entry("session.placement_policy", "fastest")
+    with pytest.raises(onnxmux.InvalidArgument, match="session.placement_policy must be one of greedy, cost"):
+        onnxmux.InferenceSession(model, options, providers=[SoftmaxDevice.name, "cpu"])

@@ -55,6 +55,14 @@ def main(args: argparse.Namespace) -> int:
         for c in data["copies"]:
             copies.add_row(c["value"], c["from"], c["to"])
         console.print(copies)
+    if plan.moved:
+        table = Table(title="islands moved by session.placement_policy=cost")
+        for column in ("nodes", "from", "to", "why"):
+            table.add_column(column)
+        for move in plan.moved:
+            why = f"copies of {move['copy_bytes']} bytes outweigh {move['work']:.0f} of work"
+            table.add_row(", ".join(move["nodes"]), move["from"], move["to"], why)
+        console.print(table)
     fallbacks = [(n, plan.declined[n["name"]]) for n in data["nodes"] if n["name"] in plan.declined]
     if fallbacks:
         table = Table(title="nodes that a preferred provider passed on")

@@ -15,6 +15,7 @@ from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
 from onnxmux.partition.failures import FailureRule
 from onnxmux.partition.partitioner import Partitioner, Unit, fallback_count
+from onnxmux.partition.placement import policy_of
 from onnxmux.partition.plan import Copy, ExecutionPlan, build_plan
 
 logger = logging.getLogger("onnxmux")
@@ -35,7 +36,7 @@ class GraphCompiler:
         self.providers = list(providers)
         self.config = dict(config or {})
         self.failures = FailureRule(self.config)
-        self.partitioner = Partitioner(providers, opsets, rewrite, self.failures)
+        self.partitioner = Partitioner(providers, opsets, rewrite, self.failures, policy_of(self.config), self.type_of)
         self.declared_types = dict(declared_types or {})
         self.transfers = {p.device: p.data_transfer for p in providers if p.data_transfer is not None}
         self.check_all_outputs = self.config.get(CHECK_OUTPUTS_KEY, "0") == "1"

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext
+from onnxmux.core.cost import estimate
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.registry import KernelDef, KernelRegistry
 
@@ -140,6 +141,11 @@ class ExecutionProvider:
     def unavailable_reason(cls) -> str | None:
         """None when the provider can run on this machine, else why not (package, hardware)."""
         return None
+
+    def node_cost(self, ctx: NodeContext) -> float:
+        """The work of running a node here, in the unit of one byte copied between devices, for
+        ``session.placement_policy`` = cost; the default counts multiply-adds or output elements."""
+        return estimate(ctx)
 
     def rewrite_partition(self, graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
         """Provider-specific fusions among the nodes assigned to it (optimization level ALL).

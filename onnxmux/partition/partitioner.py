@@ -12,7 +12,7 @@ import heapq
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import onnx_ir as ir
 
@@ -23,6 +23,7 @@ from onnxmux.core.registry import KernelDef
 from onnxmux.partition.convex import predecessors, split_acyclic
 from onnxmux.partition.epcontext import CONTEXT_OP, context_blob, context_provider, context_subgraph, is_context_node
 from onnxmux.partition.failures import FailureRule, label, labels
+from onnxmux.partition.placement import place_by_cost
 from onnxmux.partition.subgraph import boundary, extract
 
 logger = logging.getLogger("onnxmux")
@@ -51,6 +52,8 @@ class Partitioning:
 
     units: list[Unit]
     declined: dict[ir.Node, dict[str, str]]
+    #: Islands the cost placement policy gave to another provider (see placement.py).
+    moved: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Partitioner:
@@ -62,11 +65,15 @@ class Partitioner:
         opsets: Mapping[str, int],
         rewrite: bool = False,
         failures: FailureRule | None = None,
+        policy: str = "greedy",
+        type_of: Callable[[ir.Value], Any] | None = None,
     ) -> None:
         self.providers = list(providers)
         self.opsets = dict(opsets)
         self.rewrite = rewrite
         self.failures = failures or FailureRule({})
+        self.policy = policy
+        self.type_of = type_of
 
     def partition(
         self,
@@ -96,13 +103,16 @@ class Partitioner:
                 for unit in self._compile_claims(provider, graph, order, preds, candidates, implicit, declined, failed):
                     compiled.append(unit)
                     owner.update((n, provider) for n in unit.nodes)
+        moved = []
+        if self.policy == "cost":
+            moved = place_by_cost(self.providers, order, owner, kernels, context_of, declined, self.type_of)
         missing = [n for n in order if n not in owner]
         if missing:
             error = EPFail if failed.intersection(missing) else UnsupportedOperator
             raise error(_unclaimed_message(missing, context_of, declined))
         if self.rewrite:
             self._rewrite(graph, owner, kernels, context_of)
-        return Partitioning(self._order_units(graph, owner, kernels, compiled, implicit), declined)
+        return Partitioning(self._order_units(graph, owner, kernels, compiled, implicit), declined, moved)
 
     def _kernel_claims(self, provider, candidates, context_of, owner, kernels, declined, failed, last) -> None:
         """Let a kernel provider take the candidates it has a kernel for; a ``supports`` that
