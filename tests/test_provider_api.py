@@ -226,3 +226,27 @@ def test_cost_placement_gives_a_copy_bound_island_back() -> None:
     options.add_session_config_entry("session.placement_policy", "fastest")
     with pytest.raises(onnxmux.InvalidArgument, match="session.placement_policy must be one of greedy, cost"):
         onnxmux.InferenceSession(model, options, providers=[SoftmaxDevice.name, "cpu"])
+
+
+# -- CLI ---------------------------------------------------------------------------------
+def test_cli_provider_options(tmp_path: Path, capsys) -> None:
+    import json
+
+    from onnxmux.cli import main
+
+    ep.register_provider(Recording)
+    path = tmp_path / "chain.onnx"
+    path.write_bytes(chain())
+    Recording.seen.clear()
+    args = ["plan", str(path), "--providers", "RecordingExecutionProvider,cpu", "--json"]
+    assert main([*args, "--provider-option", "RecordingExecutionProvider:cache=/tmp/c"]) == 0
+    assert json.loads(capsys.readouterr().out)["providers"][0] == "RecordingExecutionProvider"
+    assert dict(Recording.seen[-1].options) == {"level": 3, "cache": "/tmp/c"}
+    assert main(["run", str(path), "--providers", "RecordingExecutionProvider", "--provider-option", "RecordingExecutionProvider:level=7"]) == 0
+    assert Recording.seen[-1].options["level"] == 7
+    assert main([*args, "--provider-option", "RecordingExecutionProvider:level=high"]) == 2
+    assert "option 'level' has an invalid value 'high'" in capsys.readouterr().err
+    assert main([*args, "--provider-option", "cpu:x=1"]) == 2
+    assert "unknown option 'x'" in capsys.readouterr().err
+    assert main([*args, "--provider-option", "nonsense"]) == 2
+    assert "is not of the form PROVIDER:KEY=VALUE" in capsys.readouterr().err

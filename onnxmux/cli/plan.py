@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from onnxmux.cli.common import provider_list
+from onnxmux.cli.common import add_provider_option_argument, provider_specs
 from onnxmux.core.session import InferenceSession
 
 
@@ -19,12 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show how a model is partitioned across providers")
     p.add_argument("model", type=Path)
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
+    add_provider_option_argument(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON (get_execution_plan().to_dict())")
 
 
 def main(args: argparse.Namespace) -> int:
     """Print the plan as tables, or as JSON."""
-    session = InferenceSession(str(args.model), providers=provider_list(args.providers))
+    session = InferenceSession(str(args.model), providers=provider_specs(args.providers, args.provider_option))
     plan = session.get_execution_plan()
     data = plan.to_dict()
     if args.json:

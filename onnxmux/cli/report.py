@@ -12,6 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from onnxmux.cli.common import add_provider_option_argument, provider_options
 from onnxmux.cli.demo import build_cnn
 from onnxmux.conformance import run_suite
 from onnxmux.core import discovery
@@ -26,19 +27,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", dest="pattern", help="only node tests whose name matches this regular expression")
     p.add_argument("--rounds", type=int, default=20, help="timed runs of the demo CNN per provider")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_provider_option_argument(p)
 
 
 def main(args: argparse.Namespace) -> int:
     """Print one row per provider found; unavailable ones say why. Exits 1 if an available
     provider fails a node test the CPU provider passes."""
-    cpu_results = {r.name: r for r in run_suite(args.pattern, [CPU])}
+    options = provider_options(args.provider_option)
+    cpu_results = {r.name: r for r in run_suite(args.pattern, [(CPU, options.get(CPU, {}))])}
     rows = []
     for entry in discovery.discover().values():
         reason = entry.unavailable_reason()
         row = {"provider": entry.name, "available": reason is None, "reason": reason}
         if reason is None:
-            row.update(_coverage(entry.name, cpu_results, args.pattern))
-            row.update(_speed(entry.name, args.rounds))
+            specs = [(p, options.get(p, {})) for p in dict.fromkeys([entry.name, CPU])]
+            row.update(_coverage(entry.name, specs, cpu_results, args.pattern))
+            row.update(_speed(specs, args.rounds))
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -47,8 +51,8 @@ def main(args: argparse.Namespace) -> int:
     return 1 if any(row.get("regressions") for row in rows) else 0
 
 
-def _coverage(name: str, cpu_results: dict, pattern: str | None) -> dict:
-    results = cpu_results if name == CPU else {r.name: r for r in run_suite(pattern, [name, CPU])}
+def _coverage(name: str, specs: list, cpu_results: dict, pattern: str | None) -> dict:
+    results = cpu_results if name == CPU else {r.name: r for r in run_suite(pattern, specs)}
     ran = [r for r in results.values() if name in r.placement]
     op_types = set().union(*(r.placement[name] for r in ran)) if ran else set()
     all_ops = set().union(*(set().union(*r.placement.values()) for r in results.values() if r.placement))
@@ -61,10 +65,10 @@ def _coverage(name: str, cpu_results: dict, pattern: str | None) -> dict:
     }
 
 
-def _speed(name: str, rounds: int) -> dict:
+def _speed(specs: list, rounds: int) -> dict:
     model = build_cnn().SerializeToString()
     images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
-    sessions = {p: InferenceSession(model, providers=[p, CPU]) for p in dict.fromkeys([name, CPU])}
+    sessions = {spec[0]: InferenceSession(model, providers=[spec, *specs[1:]]) for spec in specs}
     times: dict[str, list[float]] = {p: [] for p in sessions}
     for session in sessions.values():
         session.run(None, {"image": images})
@@ -74,6 +78,7 @@ def _speed(name: str, rounds: int) -> dict:
             session.run(None, {"image": images})
             times[provider].append(time.perf_counter() - start)
     median = {p: statistics.median(t) * 1e3 for p, t in times.items()}
+    name = specs[0][0]
     return {"demo_ms": median[name], "demo_vs_cpu": median[name] / median[CPU]}
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from onnxmux.cli.common import provider_list, random_input
+from onnxmux.cli.common import add_provider_option_argument, provider_specs, random_input
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.session import InferenceSession
 
@@ -21,13 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path)
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
+    add_provider_option_argument(p)
     p.add_argument("--repeat", type=int, default=1, help="runs to time (the median is shown)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the model and print each output's shape, dtype and a short summary, and the time."""
-    session = InferenceSession(str(args.model), providers=provider_list(args.providers))
+    session = InferenceSession(str(args.model), providers=provider_specs(args.providers, args.provider_option))
     feed = _given_inputs(args.input)
     rng = np.random.default_rng(args.seed)
     for arg in session.get_inputs():
