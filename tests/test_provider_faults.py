@@ -270,3 +270,16 @@ def test_a_device_without_a_data_transfer_is_refused() -> None:
     ep.register_provider(LateTransfer)
     with pytest.raises(ep.ProviderError, match="LateTransferExecutionProvider is refused"):
         _session(LateTransfer)
+
+
+def test_a_graph_output_that_differs_from_its_declared_dims_warns_once() -> None:
+    # Converters sometimes declare wrong output dims: like onnxruntime, a warning, not an error.
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
+                              [V("x", TensorProto.FLOAT, ["n", 3])], [V("y", TensorProto.FLOAT, [5, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    session = onnxmux.InferenceSession(model)
+    with pytest.warns(UserWarning, match=r"graph output 'y': expected shape \[5, 3\], got \[2, 3\] \(the model declares"):
+        np.testing.assert_array_equal(session.run(None, {"x": X})[0], np.maximum(X, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        session.run(None, {"x": X})

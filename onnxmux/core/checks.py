@@ -8,6 +8,7 @@ another device or are graph outputs, and to every step under ``session.check_pro
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -31,9 +32,13 @@ def _fmt(shape: Sequence[Any]) -> str:
 
 
 def _value_check(
-    name: str, expected: TypeInfo, transfer: DataTransfer | None
+    name: str, expected: TypeInfo, transfer: DataTransfer | None, declared: bool = False
 ) -> Callable[[Any], str | None] | None:
-    """A function returning what is wrong with a value of output ``name``, or None when it fits."""
+    """A function returning what is wrong with a value of output ``name``, or None when it fits.
+
+    With ``declared`` (a graph output, whose dimensions the model file states and converters
+    sometimes state wrongly) a dimension that differs only warns, once, as onnxruntime does.
+    """
     if expected.kind == "sequence":
         return lambda v: None if isinstance(v, list) else f"'{name}': expected {expected.onnx_name} (a list), got {type(v).__name__}"
     if expected.kind != "tensor":
@@ -65,16 +70,23 @@ def _value_check(
                 return f"'{name}': expected rank {len(want_shape)} (shape {_fmt(want_shape)}), got rank {len(shape)} (shape {list(shape)})"
             for want, got in zip(want_shape, shape):
                 if isinstance(want, int) and want != got:
-                    return f"'{name}': expected shape {_fmt(want_shape)}, got {list(shape)}"
+                    problem = f"'{name}': expected shape {_fmt(want_shape)}, got {list(shape)}"
+                    if not declared:
+                        return problem
+                    if not warned:
+                        warned.append(True)
+                        warnings.warn(f"graph output {problem} (the model declares that shape)", stacklevel=2)
+                    break
         return None
 
+    warned: list[bool] = []
     return check
 
 
 def checked(
     run: Callable[..., Any],
     where: str,
-    outputs: Sequence[tuple[int, str, TypeInfo | None]],
+    outputs: Sequence[tuple[int, str, TypeInfo | None, bool]],
     count: int,
     exact: bool,
     transfer: DataTransfer | None,
@@ -82,10 +94,17 @@ def checked(
     """``run`` wrapped so that its result is checked; a violation raises ProviderError.
 
     ``where`` names the provider and node or partition; ``outputs`` lists (position, name,
-    static type) of the outputs to check; ``count`` is how many outputs the step has (a
-    compiled subgraph must return exactly that many, ``exact``; a kernel at least that many).
+    static type, whether it is a graph output) of the outputs to check; ``count`` is how many
+    outputs the step has (a compiled subgraph must return exactly that many, ``exact``; a
+    kernel at least that many).
     """
-    checks = [(i, c) for i, name, t in outputs if t is not None for c in [_value_check(name, t, transfer)] if c is not None]
+    checks = [
+        (i, c)
+        for i, name, t, declared in outputs
+        if t is not None
+        for c in [_value_check(name, t, transfer, declared)]
+        if c is not None
+    ]
 
     def fail(problem: str) -> ProviderError:
         return ProviderError(f"{where} returned a wrong output: {problem}")

@@ -164,7 +164,7 @@ class _PlanBuilder:
             names = ", ".join(n.name or n.op_type for n in unit.nodes[:3])
             more = "..." if len(unit.nodes) > 3 else ""
             description = f"{unit.provider.name} subgraph of {len(unit.nodes)} nodes ({names}{more})"
-            types = [(i, v.name, self.compiler.type_of(v)) for i, v in enumerate(unit.outputs)]
+            types = [(i, v.name, self.compiler.type_of(v), v.is_graph_output()) for i, v in enumerate(unit.outputs)]
             check = (unit.provider, f"{unit.provider.name} partition of {len(unit.nodes)} nodes ({names}{more})", types, len(outs), True)
             return [unit.compiled, tuple(ins), tuple(outs), [], description, check]
         node = unit.nodes[0]
@@ -176,7 +176,7 @@ class _PlanBuilder:
         ins += [self._slot_on(v, device) for v in self.implicit[node]]
         outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
         named = [i for i, v in enumerate(node.outputs) if v.name]
-        types = [(i, node.outputs[i].name, ctx.outputs[i]) for i in named]
+        types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
         check = (unit.provider, f"{unit.provider.name} kernel of {ctx.describe()}", types, named[-1] + 1 if named else 0, False)
         return [run, tuple(ins), tuple(outs), [], f"{ctx.describe()} on {unit.provider.name}", check]
 
