@@ -11,21 +11,15 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 from test_providers import COMPILABLE, CompileTestProvider, DeviceArray, DeviceTransfer, _device_registry
+from test_providers import forget_registered_providers  # noqa: F401 (a fixture, used by pytestmark)
 
 import onnxmux
 from onnxmux import ep
-from onnxmux.core import discovery
 
 V = helper.make_tensor_value_info
 
 
-@pytest.fixture(autouse=True)
-def _forget_registered_providers():
-    """Providers these tests register are dropped afterwards, so other tests never see them."""
-    saved = dict(discovery._registered)
-    yield
-    discovery._registered.clear()
-    discovery._registered.update(saved)
+pytestmark = pytest.mark.usefixtures("forget_registered_providers")
 
 X = np.array([[-1.0, 4.0, -9.0], [16.0, -25.0, 36.0]], dtype=np.float32)
 
