@@ -29,3 +29,7 @@ class ProviderError(OnnxMuxError):
 
 class RuntimeFailure(OnnxMuxError, RuntimeError):
     """A kernel failed while running; the message names the node."""
+
+
+class EPFail(ProviderError):
+    """A provider failed and no other provider could run its nodes."""

@@ -89,6 +89,10 @@ class SessionOptions:
         """A configuration entry, or ``default``."""
         return self._config.get(key, default)
 
+    def config_entries(self) -> dict[str, str]:
+        """A copy of every configuration entry set."""
+        return dict(self._config)
+
 
 class RunOptions:
     """Options of one ``run`` call: ``terminate`` stops a run in progress; the others are

@@ -22,9 +22,10 @@ from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize, save_optimized
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
-from onnxmux.core.selection import select_providers
+from onnxmux.core.selection import configure_providers, private_ops_of, select_providers
 from onnxmux.core.threads import BlasThreads
 from onnxmux.core.types import TypeInfo, dtype_name
+from onnxmux.partition.epcontext import ENABLE_KEY, save_context_model
 from onnxmux.partition.plan import ExecutionPlan
 
 logger = logging.getLogger("onnxmux")
@@ -57,6 +58,8 @@ class InferenceSession:
         )
         if self._profiler is not None:
             self._profiler.model_loaded(path_or_bytes)
+        model_dir = self._model.base_dir if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        configure_providers(self._providers, self._options, model_dir)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -65,14 +68,18 @@ class InferenceSession:
             disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
             custom_ops=custom_ops,
+            private_ops=private_ops_of(self._providers),
         )
         compiler = GraphCompiler(
             self._model.opsets,
             self._providers,
             self._model.declared_types,
             rewrite=level >= GraphOptimizationLevel.ORT_ENABLE_ALL,
+            config=self._options.config_entries(),
         )
         self._plan = compiler.compile_model(graph)
+        if self._options.config(ENABLE_KEY) == "1":
+            save_context_model(self._model.model, compiler.units, self._options.config_entries(), path_or_bytes)
         self._execution_plan = compiler.execution_plan
         if self._options.optimized_model_filepath:
             save_optimized(self._model.model, self._options.optimized_model_filepath)
