@@ -12,8 +12,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx_ir as ir
+import pytest
 
 import onnxmux
+from onnxmux.core import discovery
 from onnxmux.core.registry import KernelDef, KernelRegistry
 from onnxmux.providers.cpu.registry import REGISTRY as CPU_REGISTRY
 
@@ -47,6 +49,11 @@ class DeviceArray:
 
 class DeviceTransfer(onnxmux.DataTransfer):
     """Wraps on the way to the test device, unwraps on the way back; checks both directions."""
+
+    array_type = DeviceArray
+
+    def describe(self, value: DeviceArray) -> tuple[np.dtype, tuple[int, ...]]:
+        return value.array.dtype, value.array.shape
 
     def to_device(self, value: Any) -> Any:
         assert not isinstance(value, DeviceArray), "copy to the test device of a value already there"
@@ -161,3 +168,12 @@ def register_all() -> None:
     """Make the test providers selectable by name."""
     for cls in (TestDeviceProvider, HeavyOpsDeviceProvider, CompileTestProvider):
         onnxmux.register_provider(cls)
+
+
+@pytest.fixture
+def forget_registered_providers():
+    """Drops the providers a test registers afterwards, so later tests never see them."""
+    saved = dict(discovery._registered)
+    yield
+    discovery._registered.clear()
+    discovery._registered.update(saved)

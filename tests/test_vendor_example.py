@@ -25,7 +25,7 @@ def installed() -> None:
 
 def test_listed_by_onnxmux_providers(installed) -> None:
     out = subprocess.run([sys.executable, "-m", "onnxmux.cli", "providers"], capture_output=True, text=True, check=True).stdout
-    assert "AcmeExecutionProvider" in out and "AcmeGraphExecutionProvider" in out
+    assert "AcmeExecutionProvider" in out and "AcmeGraphExecutionProvider" in out and "AcmeDeviceExecutionProvider" in out
 
 
 def test_partitions_and_matches_the_cpu(installed) -> None:
@@ -47,7 +47,14 @@ def test_partitions_and_matches_the_cpu(installed) -> None:
         chain = helper.make_model(chain, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
         graph = onnxmux.InferenceSession(chain, providers=["acme-graph", "cpu"])
         v = np.array([0.5, -1.0, 2.0, 0.0], np.float32)
+        options = onnxmux.SessionOptions()
+        options.add_session_config_entry("session.check_provider_outputs", "1")
+        device = onnxmux.InferenceSession(model, options, providers=["acme-device", "cpu"])
+        device_plan = device.get_execution_plan().to_dict()
         print(json.dumps({
+            "device_diff": float(np.abs(device.run(None, {"image": x})[0] - expected).max()),
+            "device_ops": sorted({n["op_type"] for n in device_plan["nodes"] if n["provider"] == "AcmeDeviceExecutionProvider"}),
+            "device_copies": {(c["from"], c["to"]) for c in device_plan["copies"]} == {("cpu", "acme:0"), ("acme:0", "cpu")},
             "max_diff": float(np.abs(got - expected).max()),
             "acme_ops": sorted({n["op_type"] for n in plan["nodes"] if n["provider"] == "AcmeExecutionProvider"}),
             "options": acme.get_provider_options()["AcmeExecutionProvider"],
@@ -64,6 +71,7 @@ def test_partitions_and_matches_the_cpu(installed) -> None:
     assert out["options"] == {"fast_math": True}
     assert out["graph_plan"] == ["compiled"]
     assert out["graph_diff"] < 1e-6
+    assert out["device_diff"] < 1e-5 and out["device_ops"] == ["Relu"] and out["device_copies"]
 
 
 def _pytest(folder: Path) -> subprocess.CompletedProcess:

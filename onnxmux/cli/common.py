@@ -7,11 +7,12 @@ import contextlib
 import re
 import sys
 import warnings
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from rich.console import Console
 
+from onnxmux.core import discovery
 from onnxmux.core.errors import InvalidArgument
 from onnxmux.core.node_arg import NodeArg
 
@@ -19,6 +20,46 @@ from onnxmux.core.node_arg import NodeArg
 def provider_list(text: str | None) -> list[str] | None:
     """``a,b`` as a list of provider names (None when not given)."""
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def add_provider_option_argument(parser: argparse.ArgumentParser) -> None:
+    """``--provider-option PROVIDER:KEY=VALUE``, repeatable."""
+    parser.add_argument(
+        "--provider-option", action="append", default=[], metavar="PROVIDER:KEY=VALUE",
+        help="an option of one provider, e.g. openvino:device_type=CPU (repeatable)",
+    )
+
+
+def provider_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``PROVIDER:KEY=VALUE`` items as options per provider (by full name)."""
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if not (sep and eq and name.strip() and key.strip()):
+            raise InvalidArgument(f"--provider-option '{item}' is not of the form PROVIDER:KEY=VALUE")
+        entry = discovery.find(name.strip())
+        if entry is None:
+            raise InvalidArgument(f"--provider-option '{item}': unknown execution provider '{name.strip()}'")
+        options.setdefault(entry.name, {})[key.strip()] = value
+    return options
+
+
+def provider_specs(text: str | None, items: Sequence[str]) -> list[Any] | None:
+    """The ``providers`` argument of a session: names from ``--providers``, each with its
+    ``--provider-option`` options; an option for a provider not in the list is an error."""
+    names = provider_list(text) or (["cpu"] if items else None)
+    options = provider_options(items)
+    if names is None:
+        return None
+    specs: list[Any] = []
+    for name in names:
+        entry = discovery.find(name)
+        given = options.pop(entry.name, None) if entry is not None else None
+        specs.append((name, given) if given else name)
+    if options:
+        raise InvalidArgument(f"--provider-option for {', '.join(options)}, which is not in --providers")
+    return specs
 
 
 def random_input(arg: NodeArg, rng: np.random.Generator, shape: Sequence[int] | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from onnxmux.cli.common import provider_list, wide_console
+from onnxmux.cli.common import add_provider_option_argument, provider_specs, wide_console
 from onnxmux.cli.plan_page import annotate, plan_session, render
 from onnxmux.core.session import InferenceSession
 
@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show how a model is partitioned across providers")
     p.add_argument("model", type=Path, help="the .onnx file to partition")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
+    add_provider_option_argument(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON (get_execution_plan().to_dict())")
     p.add_argument("--html", type=Path, metavar="FILE", help="write the partitioned graph as one self-contained page (zoom, search)")
     p.add_argument("--annotate", type=Path, metavar="OUT.onnx", help="write the optimized model with each node's provider and partition in its metadata")
@@ -27,10 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the plan as tables, or as JSON."""
+    providers = provider_specs(args.providers, args.provider_option)
     if args.html or args.annotate:
-        session, optimized = plan_session(args.model, provider_list(args.providers))
+        session, optimized = plan_session(args.model, providers)
     else:
-        session = InferenceSession(str(args.model), providers=provider_list(args.providers))
+        session = InferenceSession(str(args.model), providers=providers)
     plan = session.get_execution_plan()
     data = plan.to_dict()
     if args.html:
@@ -65,6 +67,14 @@ def main(args: argparse.Namespace) -> int:
         for c in data["copies"]:
             copies.add_row(c["value"], c["from"], c["to"])
         console.print(copies)
+    if plan.moved:
+        table = Table(title="islands moved by session.placement_policy=cost")
+        for column in ("nodes", "from", "to", "why"):
+            table.add_column(column)
+        for move in plan.moved:
+            why = f"copies of {move['copy_bytes']} bytes outweigh {move['work']:.0f} of work"
+            table.add_row(", ".join(move["nodes"]), move["from"], move["to"], why)
+        console.print(table)
     fallbacks = [(n, plan.declined[n["name"]]) for n in data["nodes"] if n["name"] in plan.declined]
     if fallbacks:
         console.print(_fallback_table(fallbacks) if args.verbose else _reasons_table(fallbacks))

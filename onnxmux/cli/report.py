@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from onnxmux.cli.common import positive_int, warn, wide_console
+from onnxmux.cli.common import add_provider_option_argument, positive_int, provider_options, warn, wide_console
 from onnxmux.cli.demo import build_cnn
 from onnxmux.cli.machine import machine_info, sdk_versions
 from onnxmux.conformance import select_cases
@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=positive_int, default=20, help="timed runs of the demo CNN per provider (default 20)")
     p.add_argument("--machine", metavar="LABEL", help="this machine's name in the report, e.g. the CI matrix label (default: host name)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (what `onnxmux matrix` merges)")
+    add_provider_option_argument(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,12 +45,13 @@ def main(args: argparse.Namespace) -> int:
     if total == 0:
         warn("report", f"-k '{args.pattern}' matches none of the {len(select_cases(None))} node tests")
         return 1
+    options = provider_options(args.provider_option)
     found = discovery.discover()
     rows = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True)
     ) as progress:
-        cpu = run_node_suite(CPU, args.pattern, progress=_tracker(progress, CPU))
+        cpu = run_node_suite(CPU, args.pattern, progress=_tracker(progress, CPU), provider_options=options)
         for name in discovery.get_all_providers():
             entry = found.get(name)
             if entry is None:
@@ -58,9 +60,11 @@ def main(args: argparse.Namespace) -> int:
             reason = entry.unavailable_reason()
             row = {"provider": name, "available": reason is None, "reason": reason, "sdk": sdk_versions(entry)}
             if reason is None:
-                suite = cpu if name == CPU else run_node_suite(name, args.pattern, progress=_tracker(progress, name))
+                suite = cpu if name == CPU else run_node_suite(
+                    name, args.pattern, progress=_tracker(progress, name), provider_options=options
+                )
                 row.update(_coverage(suite, cpu))
-                row.update(_speed(name, args.rounds))
+                row.update(_speed([(p, options.get(p, {})) for p in dict.fromkeys([name, CPU])], args.rounds))
             rows.append(row)
     report = {**machine_info(args.machine), "node_tests": total, "pattern": args.pattern, "providers": rows}
     if args.json:
@@ -100,10 +104,10 @@ def _coverage(suite: SuiteReport, cpu: SuiteReport) -> dict:
     }
 
 
-def _speed(name: str, rounds: int) -> dict:
+def _speed(specs: list, rounds: int) -> dict:
     model = build_cnn().SerializeToString()
     images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
-    sessions = {p: InferenceSession(model, providers=[p, CPU]) for p in dict.fromkeys([name, CPU])}
+    sessions = {spec[0]: InferenceSession(model, providers=[spec, *specs[1:]]) for spec in specs}
     times: dict[str, list[float]] = {p: [] for p in sessions}
     for session in sessions.values():
         session.run(None, {"image": images})
@@ -113,6 +117,7 @@ def _speed(name: str, rounds: int) -> dict:
             session.run(None, {"image": images})
             times[provider].append(time.perf_counter() - start)
     median = {p: statistics.median(t) * 1e3 for p, t in times.items()}
+    name = specs[0][0]
     return {"demo_ms": median[name], "cpu_demo_ms": median[CPU], "demo_vs_cpu": median[name] / median[CPU]}
 
 

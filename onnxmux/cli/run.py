@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from onnxmux.cli import profile_summary
-from onnxmux.cli.common import positive_int, provider_list
+from onnxmux.cli.common import add_provider_option_argument, positive_int, provider_specs
 from onnxmux.cli.inputs import inputs_table, load_inputs, parse_dims, parse_shapes, random_feed
 from onnxmux.core.options import SessionOptions
 from onnxmux.core.session import InferenceSession
@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shape", action="append", default=[], metavar="NAME=1x3x224x224", help="the shape of a random input (repeatable)")
     p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE", help="the value of a symbolic dimension such as batch (repeatable; default 1)")
     p.add_argument("--providers", help="comma-separated providers in priority order (default: cpu)")
+    add_provider_option_argument(p)
     p.add_argument("--repeat", type=positive_int, default=1, help="runs to time (the median is shown)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--profile", action="store_true", help="profile the runs (onnxruntime's format) and print a summary")
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     if args.profile:
         options.enable_profiling = True
         options.profile_file_prefix = args.profile_prefix
-    session = InferenceSession(str(args.model), options, providers=provider_list(args.providers))
+    session = InferenceSession(str(args.model), options, providers=provider_specs(args.providers, args.provider_option))
     given = load_inputs(args.input)
     feed, notes = random_feed(session.get_inputs(), given, parse_shapes(args.shape), parse_dims(args.dim), args.seed)
     console = Console()

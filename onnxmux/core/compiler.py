@@ -7,12 +7,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import onnx_ir as ir
 
+from onnxmux.core.checks import CHECK_OUTPUTS_KEY, checked
 from onnxmux.core.context import NodeContext, tensor_to_numpy
-from onnxmux.core.errors import InvalidGraph, OnnxMuxError
+from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
 from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
+from onnxmux.partition.failures import FailureRule
 from onnxmux.partition.partitioner import Partitioner, Unit, fallback_count
+from onnxmux.partition.placement import policy_of
 from onnxmux.partition.plan import Copy, ExecutionPlan, build_plan
 
 logger = logging.getLogger("onnxmux")
@@ -27,14 +30,18 @@ class GraphCompiler:
         providers: Sequence[ExecutionProvider],
         declared_types: Mapping[str, TypeInfo] | None = None,
         rewrite: bool = False,
+        config: Mapping[str, str] | None = None,
     ) -> None:
         self.opsets = dict(opsets)
         self.providers = list(providers)
-        self.partitioner = Partitioner(providers, opsets, rewrite)
+        self.config = dict(config or {})
+        self.failures = FailureRule(self.config)
+        self.partitioner = Partitioner(providers, opsets, rewrite, self.failures, policy_of(self.config), self.type_of)
         self.declared_types = dict(declared_types or {})
         self.transfers = {p.device: p.data_transfer for p in providers if p.data_transfer is not None}
         #: The provider owning each device other than the host (copies to and from it are its work).
         self.device_owner = {p.device: p.name for p in reversed(self.providers) if p.device != HOST}
+        self.check_all_outputs = self.config.get(CHECK_OUTPUTS_KEY, "0") == "1"
         #: The plan of the top-level graph, for ``get_execution_plan``.
         self.execution_plan: ExecutionPlan | None = None
 
@@ -48,6 +55,8 @@ class GraphCompiler:
         """The Plan of the top-level graph; also records its ExecutionPlan."""
         builder = _PlanBuilder(self, graph, (), HOST)
         plan = builder.build()
+        #: The top-level graph's units in running order (for the EPContext model).
+        self.units = builder.partitioning.units
         self.execution_plan = build_plan([p.name for p in self.providers], builder.partitioning, builder.copies)
         logger.info(
             "partitioned %d nodes into %d partitions; %d device copies; %d nodes fell back to the CPU",
@@ -138,6 +147,7 @@ class _PlanBuilder:
             if value not in self.table.slots:
                 raise InvalidGraph(f"graph output '{value.name}' is not produced by any node or input")
             output_slots.append(self._slot_on(value, self.home))
+        self._attach_checks(set(output_slots))
         liveness(self.steps, keep=set(output_slots))
         template: list[Any] = [None] * self.table.count
         for value, array in self.constants.items():
@@ -163,20 +173,45 @@ class _PlanBuilder:
             names = ", ".join(n.name or n.op_type for n in unit.nodes[:3])
             more = "..." if len(unit.nodes) > 3 else ""
             description = f"{unit.provider.name} subgraph of {len(unit.nodes)} nodes ({names}{more})"
-            return [unit.compiled, tuple(ins), tuple(outs), [], description]
+            types = [(i, v.name, self.compiler.type_of(v), v.is_graph_output()) for i, v in enumerate(unit.outputs)]
+            check = (unit.provider, f"{unit.provider.name} partition of {len(unit.nodes)} nodes ({names}{more})", types, len(outs), True)
+            return [unit.compiled, tuple(ins), tuple(outs), [], description, check]
         node = unit.nodes[0]
         ctx = self.context_of(node)
-        try:
-            run = unit.kernel.factory(ctx, unit.provider.xp)
-        except OnnxMuxError:
-            raise
-        except Exception as exc:
-            raise ctx.error(f"kernel set-up failed: {type(exc).__name__}: {exc}") from exc
+        run = self._specialize(unit, ctx)
+        device = unit.provider.device
         host = unit.kernel.host_inputs
         ins = [self._slot_on(v, HOST if i in host else device) for i, v in enumerate(node.inputs)]
         ins += [self._slot_on(v, device) for v in self.implicit[node]]
         outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
-        return [run, tuple(ins), tuple(outs), [], f"{ctx.describe()} on {unit.provider.name}"]
+        named = [i for i, v in enumerate(node.outputs) if v.name]
+        types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
+        check = (unit.provider, f"{unit.provider.name} kernel of {ctx.describe()}", types, named[-1] + 1 if named else 0, False)
+        return [run, tuple(ins), tuple(outs), [], f"{ctx.describe()} on {unit.provider.name}", check]
+
+    def _specialize(self, unit: Unit, ctx: NodeContext) -> Callable[..., Any]:
+        """The kernel's run function for the node; a factory that raises hands the node to the
+        next provider able to run it (the unit is updated), under the session's failure rule."""
+        while True:
+            try:
+                return unit.kernel.factory(ctx, unit.provider.xp)
+            except Exception as exc:
+                provider = unit.provider
+                later = self.compiler.providers[self.compiler.providers.index(provider) + 1 :]
+                unit.provider, unit.kernel = self.compiler.failures.kernel_fallback(provider, later, ctx, exc)
+                self.device_of[ctx.node] = unit.provider.device
+
+    def _attach_checks(self, output_slots: set[int]) -> None:
+        """Wrap the steps whose results leave their device or are graph outputs (all steps
+        under ``session.check_provider_outputs``) in checks of their outputs."""
+        boundary = set(output_slots)
+        for step in self.steps:
+            if len(step) == 5:  # a copy: its source leaves the device
+                boundary.update(step[1])
+        for step in self.steps:
+            if len(step) == 6 and (self.compiler.check_all_outputs or boundary.intersection(step[2])):
+                provider, where, types, count, exact = step[5]
+                step[0] = checked(step[0], where, types, count, exact, provider.data_transfer)
 
     def _slot_on(self, value: ir.Value | None, device: str) -> int:
         """The slot holding ``value`` on ``device``, adding one copy per value and device."""
@@ -212,10 +247,14 @@ def copy_label(value: str, source: str, target: str, owner: Mapping[str, str]) -
 
 
 def mover(transfers: Mapping[str, Any], source: str, target: str) -> Callable[[Any], Any]:
-    """The function moving a value from device ``source`` to ``target`` through the host."""
+    """The function moving a value from device ``source`` to ``target``: directly when the source's
+    transfer offers a copier to the target, else through the host."""
     down = transfers.get(source)
     up = transfers.get(target)
     if down is not None and up is not None:
+        direct = down.copier(target, up)
+        if direct is not None:
+            return direct
         return lambda v: up.to_device(down.to_host(v))
     if down is not None:
         return down.to_host

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from onnxmux.core.errors import InvalidArgument
-from onnxmux.core.provider import ExecutionProvider
+from onnxmux.core.provider import ExecutionProvider, api_problem, class_transfer_problem
 
 GROUP = "onnxmux.providers"
 #: Set to 1/true/yes to load only the providers shipped with onnxmux itself (0/false/no: all).
@@ -26,6 +26,8 @@ DISABLE_PLUGINS_ENV = "ONNXMUX_DISABLE_PLUGINS"
 IMPORT_TIMEOUT_ENV = "ONNXMUX_PLUGIN_IMPORT_TIMEOUT"
 DEFAULT_IMPORT_TIMEOUT_S = 10.0
 #: onnxruntime's provider names, listed by get_all_providers() even when not installed.
+#: How ``unavailable_reason`` begins when a provider's own availability check raised.
+CHECK_FAILED = "availability check failed"
 KNOWN_PROVIDERS = (
     "TensorrtExecutionProvider",
     "CUDAExecutionProvider",
@@ -59,10 +61,13 @@ class ProviderEntry:
         """None when the provider can run here, else why not."""
         if self.cls is None:
             return self.load_error
+        problem = api_problem(self.cls)
+        if problem is not None:
+            return problem
         try:
             return self.cls.unavailable_reason()
         except Exception as exc:  # a plugin's own check must not break the runtime
-            return f"availability check failed: {type(exc).__name__}: {exc}"
+            return f"{CHECK_FAILED}: {type(exc).__name__}: {exc}"
 
 
 #: Providers registered from code with ``register_provider`` (tests, notebooks, embedding apps).
@@ -73,6 +78,9 @@ def register_provider(cls: type[ExecutionProvider]) -> None:
     """Make a provider class selectable by name without an entry point."""
     if not (isinstance(cls, type) and issubclass(cls, ExecutionProvider)) or not cls.name:
         raise InvalidArgument(f"{cls!r} is not an ExecutionProvider subclass with a name")
+    problem = class_transfer_problem(cls)
+    if problem is not None:
+        raise InvalidArgument(f"{cls.name} is refused: {problem}")
     _registered[cls.name] = ProviderEntry(cls.name, cls)
 
 
@@ -162,6 +170,9 @@ def _load(ep: metadata.EntryPoint) -> ProviderEntry:
         return ProviderEntry(ep.name, None, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
     if not (isinstance(cls, type) and issubclass(cls, ExecutionProvider)):
         return ProviderEntry(ep.name, None, f"{ep.value} is not an onnxmux ExecutionProvider class")
+    problem = class_transfer_problem(cls)
+    if problem is not None:
+        return ProviderEntry(ep.name, None, f"{ep.value} is refused: {problem}")
     return ProviderEntry(ep.name, cls)
 
 

@@ -191,9 +191,10 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
     graph = light.graph
-    for part in ("node", "input", "value_info"):
+    for part in ("input", "value_info"):
         getattr(graph, part).extend(getattr(proto.graph, part))
     graph.output.extend(onnx.ValueInfoProto(name=o.name) for o in proto.graph.output)  # inferred, then compared
+    graph.node.extend(_without_blob(node) for node in proto.graph.node)
     inputs = {i.name for i in graph.input}
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:
@@ -214,6 +215,17 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         if declared_kind is None or (found_kind == "tensor_type" and not output.type.tensor_type.HasField("shape")):
             output.type.CopyFrom(found.type)
     return proto
+
+
+def _without_blob(node: onnx.NodeProto) -> onnx.NodeProto:
+    """The node, or an EPContext node without its compiled blob (inference needs none of it)."""
+    if node.op_type != "EPContext":
+        return node
+    light = onnx.NodeProto(op_type=node.op_type, domain=node.domain, name=node.name)
+    light.input.extend(node.input)
+    light.output.extend(node.output)
+    light.attribute.extend(a for a in node.attribute if a.name != "ep_cache_context")
+    return light
 
 
 #: Initializers up to this many elements stay in the copy shape inference sees (it may read their values).

@@ -125,6 +125,10 @@ class SessionOptions(_Options):
         """A configuration entry, or ``default``."""
         return self._config.get(key, default)
 
+    def config_entries(self) -> dict[str, str]:
+        """A copy of every configuration entry set."""
+        return dict(self._config)
+
     def add_free_dimension_override_by_name(self, dim_name: str, dim_value: int) -> None:
         """Fix the symbolic input dimension ``dim_name`` to ``dim_value`` before shape inference."""
         self._dimension_overrides[("name", str(dim_name))] = _dimension(dim_name, dim_value)

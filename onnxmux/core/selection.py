@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from onnxmux.core import discovery
-from onnxmux.core.errors import InvalidArgument, ProviderError
-from onnxmux.core.provider import ExecutionProvider
+from onnxmux.core.errors import EPFail, InvalidArgument, ProviderError
+from onnxmux.core.options import SessionOptions
+from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN
+from onnxmux.core.provider import ExecutionProvider, KernelProvider, ProviderSettings, transfer_problem
 
 logger = logging.getLogger("onnxmux")
 
@@ -35,19 +38,51 @@ def select_providers(
         if any(p.name == entry.name for p in chosen):
             continue
         reason = entry.unavailable_reason()
+        if reason is not None and reason.startswith(discovery.CHECK_FAILED) and not cpu_fallback:
+            raise EPFail(f"{entry.name}.unavailable_reason raised ({reason}); no fallback because "
+                         "session.disable_cpu_ep_fallback is set")
         if reason is not None:
             warnings.warn(f"{entry.name} is not available and is skipped: {reason}", stacklevel=3)
             continue
         try:
-            chosen.append(entry.cls(options))  # type: ignore[misc]
+            provider = entry.cls(options)  # type: ignore[misc]
         except InvalidArgument:
             raise
         except Exception as exc:
             raise ProviderError(f"{entry.name} failed to initialise: {type(exc).__name__}: {exc}") from exc
+        problem = transfer_problem(provider)
+        if problem is not None:
+            raise ProviderError(f"{entry.name} is refused: {problem}")
+        chosen.append(provider)
     if cpu_fallback and not any(p.name == "CPUExecutionProvider" for p in chosen):
         cpu = discovery.find("CPUExecutionProvider")
         chosen.append(cpu.cls({}))  # type: ignore[union-attr,misc]
     return chosen
+
+
+def configure_providers(providers: Sequence[ExecutionProvider], options: SessionOptions, model_dir: Path | None) -> None:
+    """Give each provider its ProviderSettings: its options with defaults and the session's settings."""
+    for provider in providers:
+        provider.configure(
+            ProviderSettings(
+                options=dict(provider.option_defaults) | provider.options,
+                intra_op_num_threads=options.intra_op_num_threads,
+                inter_op_num_threads=options.inter_op_num_threads,
+                graph_optimization_level=int(options.graph_optimization_level),
+                config=options.config_entries(),
+                model_dir=model_dir,
+            )
+        )
+
+
+def private_ops_of(providers: Sequence[ExecutionProvider]) -> Callable[[str], bool]:
+    """Whether every provider has a kernel for a com.onnxmux op: the optimizer makes private ops
+    only then, so a compile-based provider never sees one and none splits a partition."""
+
+    def allowed(op_type: str) -> bool:
+        return all(isinstance(p, KernelProvider) and p.registry.versions(ONNXMUX_DOMAIN, op_type) for p in providers)
+
+    return allowed
 
 
 def _normalize(

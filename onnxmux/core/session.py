@@ -22,10 +22,11 @@ from onnxmux.core.node_arg import ModelMetadata, NodeArg
 from onnxmux.core.optimizer import optimize
 from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
 from onnxmux.core.profiling import Profiler
-from onnxmux.core.selection import select_providers
+from onnxmux.core.selection import configure_providers, private_ops_of, select_providers
 from onnxmux.core.session_compat import SessionCompat
 from onnxmux.core.threads import BlasThreads
 from onnxmux.core.types import TypeInfo
+from onnxmux.partition.epcontext import ENABLE_KEY, save_context_model
 from onnxmux.partition.plan import ExecutionPlan
 
 logger = logging.getLogger("onnxmux")
@@ -63,6 +64,8 @@ class InferenceSession(SessionCompat):
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         if custom_ops is not None:
             custom_ops.install(self._providers)
+        model_dir = self._model.base_dir if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        configure_providers(self._providers, self._options, model_dir)
         graph = self._model.model.graph
         level = self._options.graph_optimization_level
         optimize(
@@ -71,14 +74,18 @@ class InferenceSession(SessionCompat):
             disabled=[*self._options.config("optimization.disable_rules").split(","), *(disabled_optimizers or ())],
             extra_rules=self._options.optimizer_rules,
             custom_ops=custom_ops,
+            private_ops=private_ops_of(self._providers),
         )
         compiler = GraphCompiler(
             self._model.opsets,
             self._providers,
             self._model.declared_types,
             rewrite=level >= GraphOptimizationLevel.ORT_ENABLE_ALL,
+            config=self._options.config_entries(),
         )
         self._plan = compiler.compile_model(graph)
+        if self._options.config(ENABLE_KEY) == "1":
+            save_context_model(self._model.model, compiler.units, self._options.config_entries(), path_or_bytes)
         self._execution_plan = compiler.execution_plan
         if self._options.optimized_model_filepath:
             self._save_optimized()

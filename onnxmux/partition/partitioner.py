@@ -3,7 +3,7 @@
 A kernel-based provider claims single nodes it has a kernel for. A compile-based provider
 is shown the nodes nobody took yet and returns groups; each group is split into pieces that
 fuse without a cycle and compiled, and a piece whose compile raises falls back to the next
-provider with a warning.
+provider with a warning. A hook that raises follows the rule in ``failures.py``.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ import heapq
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext
-from onnxmux.core.errors import UnsupportedOperator
+from onnxmux.core.errors import EPFail, OnnxMuxError, UnsupportedOperator
 from onnxmux.core.provider import CompileProvider, ExecutionProvider, KernelProvider
 from onnxmux.core.registry import KernelDef
 from onnxmux.partition.convex import predecessors, split_acyclic
+from onnxmux.partition.epcontext import CONTEXT_OP, context_blob, context_provider, context_subgraph, is_context_node
+from onnxmux.partition.failures import FailureRule, label, labels
+from onnxmux.partition.placement import place_by_cost
 from onnxmux.partition.subgraph import boundary, extract
 
 logger = logging.getLogger("onnxmux")
@@ -49,6 +52,8 @@ class Partitioning:
 
     units: list[Unit]
     declined: dict[ir.Node, dict[str, str]]
+    #: Islands the cost placement policy gave to another provider (see placement.py).
+    moved: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Partitioner:
@@ -59,10 +64,16 @@ class Partitioner:
         providers: Sequence[ExecutionProvider],
         opsets: Mapping[str, int],
         rewrite: bool = False,
+        failures: FailureRule | None = None,
+        policy: str = "greedy",
+        type_of: Callable[[ir.Value], Any] | None = None,
     ) -> None:
         self.providers = list(providers)
         self.opsets = dict(opsets)
         self.rewrite = rewrite
+        self.failures = failures or FailureRule({})
+        self.policy = policy
+        self.type_of = type_of
 
     def partition(
         self,
@@ -77,27 +88,54 @@ class Partitioner:
         kernels: dict[ir.Node, KernelDef] = {}
         compiled: list[Unit] = []
         declined: dict[ir.Node, dict[str, str]] = {n: {} for n in order}
-        for provider in self.providers:
+        failed: set[ir.Node] = set()
+        for unit in self._context_units(graph, order, implicit, declined, failed):
+            compiled.append(unit)
+            owner[unit.nodes[0]] = unit.provider
+        for position, provider in enumerate(self.providers):
             candidates = [n for n in order if n not in owner]
             if not candidates:
                 break
             if isinstance(provider, KernelProvider):
-                for node in candidates:
-                    kernel, reason = provider.kernel_for(context_of(node))
-                    if kernel is None:
-                        declined[node][provider.name] = reason or "declined"
-                    else:
-                        owner[node], kernels[node] = provider, kernel
+                last = position == len(self.providers) - 1
+                self._kernel_claims(provider, candidates, context_of, owner, kernels, declined, failed, last)
             elif isinstance(provider, CompileProvider):
-                for unit in self._compile_claims(provider, graph, order, preds, candidates, implicit, declined):
+                for unit in self._compile_claims(provider, graph, order, preds, candidates, implicit, declined, failed):
                     compiled.append(unit)
                     owner.update((n, provider) for n in unit.nodes)
+        moved = []
+        if self.policy == "cost":
+            moved = place_by_cost(self.providers, order, owner, kernels, context_of, declined, self.type_of)
         missing = [n for n in order if n not in owner]
         if missing:
-            raise UnsupportedOperator(_unclaimed_message(missing, context_of, declined))
+            error = EPFail if failed.intersection(missing) else UnsupportedOperator
+            raise error(_unclaimed_message(missing, context_of, declined))
         if self.rewrite:
             self._rewrite(graph, owner, kernels, context_of)
-        return Partitioning(self._order_units(graph, owner, kernels, compiled, implicit), declined)
+        return Partitioning(self._order_units(graph, owner, kernels, compiled, implicit), declined, moved)
+
+    def _kernel_claims(self, provider, candidates, context_of, owner, kernels, declined, failed, last) -> None:
+        """Let a kernel provider take the candidates it has a kernel for; a ``supports`` that
+        raises sends its nodes on (one warning for all of them)."""
+        errors: dict[ir.Node, Exception] = {}
+        for node in candidates:
+            try:
+                kernel, reason = provider.kernel_for(context_of(node))
+            except Exception as exc:
+                if last and isinstance(exc, OnnxMuxError):
+                    raise  # a deliberate error (a bad attribute) from the provider of last resort
+                errors[node] = exc
+                continue
+            if kernel is None:
+                declined[node][provider.name] = reason or "declined"
+            else:
+                owner[node], kernels[node] = provider, kernel
+        if errors:
+            nodes = list(errors)
+            reason = self.failures.hook_failed(provider, "supports", nodes, errors[nodes[0]])
+            for node in nodes:
+                declined[node][provider.name] = reason
+            failed.update(nodes)
 
     def _compile_claims(
         self,
@@ -108,14 +146,16 @@ class Partitioner:
         candidates: list[ir.Node],
         implicit: Mapping[ir.Node, Sequence[ir.Value]],
         declined: dict[ir.Node, dict[str, str]],
+        failed: set[ir.Node],
     ) -> list[Unit]:
         allowed = set(candidates)
         try:
             groups = provider.claim(graph, candidates)
         except Exception as exc:
-            warnings.warn(f"{provider.name}.claim failed and is skipped: {type(exc).__name__}: {exc}", stacklevel=2)
+            reason = self.failures.hook_failed(provider, "claim", candidates, exc)
             for node in candidates:
-                declined[node][provider.name] = f"claim failed: {exc}"
+                declined[node][provider.name] = reason
+            failed.update(candidates)
             return []
         taken: set[ir.Node] = set()
         units = []
@@ -123,14 +163,14 @@ class Partitioner:
             valid = set()
             for node in group:
                 if node not in allowed:
-                    warnings.warn(f"{provider.name} claimed a node that is not in its candidates ({_label(node)}); ignored", stacklevel=2)
+                    warnings.warn(f"{provider.name} claimed a node that is not in its candidates ({label(node)}); ignored", stacklevel=2)
                 elif node in taken or node in valid:
-                    warnings.warn(f"{provider.name} claimed {_label(node)} twice; the second claim is ignored", stacklevel=2)
+                    warnings.warn(f"{provider.name} claimed {label(node)} twice; the second claim is ignored", stacklevel=2)
                 else:
                     valid.add(node)
             taken |= valid
             for piece in split_acyclic(order, preds, valid):
-                unit = self._compile_piece(provider, graph, piece, implicit, declined)
+                unit = self._compile_piece(provider, graph, piece, implicit, declined, failed)
                 if unit is not None:
                     units.append(unit)
         for node in candidates:
@@ -138,19 +178,36 @@ class Partitioner:
                 declined[node].setdefault(provider.name, provider.explain(node))
         return units
 
-    def _compile_piece(self, provider, graph, piece, implicit, declined) -> Unit | None:
-        subgraph = extract(piece, graph, self.opsets, implicit)
+    def _context_units(self, graph, order, implicit, declined, failed) -> list[Unit]:
+        """EPContext nodes (partitions compiled by an earlier session), loaded by the provider
+        that made them; nothing else can run one."""
+        units = []
+        for node in order:
+            if not is_context_node(node):
+                continue
+            provider = context_provider(node, self.providers)
+            if provider is None:
+                source = node.attributes["source"].value if "source" in node.attributes else "?"
+                declined[node][CONTEXT_OP] = f"compiled by {source}, which this session does not use"
+                continue
+            unit = self._compile_piece(provider, graph, [node], implicit, declined, failed, "import_compiled")
+            if unit is not None:
+                units.append(unit)
+        return units
+
+    def _compile_piece(self, provider, graph, piece, implicit, declined, failed, hook="compile") -> Unit | None:
         try:
-            function = provider.compile(subgraph)
+            if hook == "compile":
+                subgraph = extract(piece, graph, self.opsets, implicit)
+                function = provider.compile(subgraph)
+            else:
+                blob, subgraph = context_blob(piece[0], provider), context_subgraph(piece[0], graph, self.opsets, implicit)
+                function = provider.import_compiled(blob, subgraph)
         except Exception as exc:
-            warnings.warn(
-                f"{provider.name} failed to compile a subgraph of {len(piece)} nodes "
-                f"({', '.join(_label(n) for n in piece[:3])}{'...' if len(piece) > 3 else ''}); "
-                f"it falls back to the next provider: {type(exc).__name__}: {exc}",
-                stacklevel=2,
-            )
+            reason = self.failures.hook_failed(provider, hook, piece, exc)
             for node in piece:
-                declined[node][provider.name] = f"compile failed: {type(exc).__name__}: {exc}"
+                declined[node][provider.name] = reason
+            failed.update(piece)
             return None
         inputs, outputs = boundary(piece, graph, implicit)
         by_name = {v.name: v for v in inputs}
@@ -169,7 +226,10 @@ class Partitioner:
             if not isinstance(provider, KernelProvider):
                 continue
             mine = [n for n in graph if owner.get(n) is provider and n in kernels]
-            after = provider.rewrite_partition(graph, mine)
+            try:
+                after = provider.rewrite_partition(graph, mine)
+            except Exception as exc:
+                after = self._rewrite_failed(provider, graph, mine, owner, exc)
             for node in set(mine) - set(after):
                 owner.pop(node, None)
                 kernels.pop(node, None)
@@ -177,8 +237,17 @@ class Partitioner:
                 if node not in kernels:
                     kernel, reason = provider.kernel_for(context_of(node))
                     if kernel is None:
-                        raise UnsupportedOperator(f"{provider.name} fused {_label(node)} but has no kernel for it: {reason}")
+                        raise UnsupportedOperator(f"{provider.name} fused {label(node)} but has no kernel for it: {reason}")
                     owner[node], kernels[node] = provider, kernel
+
+    def _rewrite_failed(self, provider, graph, mine, owner, exc) -> list[ir.Node]:
+        """The nodes a provider keeps, unfused, after its ``rewrite_partition`` raised; a graph it
+        left half-edited cannot be trusted, so that is an EPFail."""
+        self.failures.hook_failed(provider, "rewrite_partition", mine, exc, f"they stay on {provider.name}, unfused")
+        kept = set(mine)
+        if any(n.graph is not graph for n in mine) or any(n not in owner and n not in kept for n in graph):
+            raise EPFail(f"{provider.name}.rewrite_partition raised after editing the graph ({labels(mine)})") from exc
+        return mine
 
     @staticmethod
     def _order_units(graph, owner, kernels, compiled, implicit) -> list[Unit]:
@@ -224,10 +293,6 @@ class Partitioner:
         if len(ordered) != len(units):
             raise UnsupportedOperator("partitioning produced a cycle between fused subgraphs")
         return ordered
-
-
-def _label(node: ir.Node) -> str:
-    return f"'{node.name or node.op_type}' ({node.op_type})"
 
 
 def _unclaimed_message(missing: list[ir.Node], context_of, declined) -> str:

@@ -32,6 +32,8 @@ class ExecutionPlan:
     partitions: list[dict[str, Any]]
     copies: list[Copy]
     declined: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Islands moved by ``session.placement_policy`` = cost: nodes, from, to, copy_bytes, work.
+    moved: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"providers", "nodes", "partitions", "copies"}`` as documented in docs/providers.md."""
@@ -62,7 +64,9 @@ def build_plan(providers: Sequence[str], partitioning: Partitioning, copies: Seq
             )
     present = {n for u in units for n in u.nodes}
     declined = {n.name: dict(r) for n, r in partitioning.declined.items() if r and n in present}
-    return ExecutionPlan(list(providers), nodes, [partitions[k] for k in sorted(partitions)], list(copies), declined)
+    return ExecutionPlan(
+        list(providers), nodes, [partitions[k] for k in sorted(partitions)], list(copies), declined, list(partitioning.moved)
+    )
 
 
 def _partition_ids(units: Sequence[Unit]) -> dict[int, int]:

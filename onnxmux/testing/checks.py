@@ -22,7 +22,7 @@ CHECK_OUTPUTS_ENTRY = "session.check_provider_outputs"
 #: (a raising availability check makes the provider unavailable, so the next one runs its nodes).
 FALLBACK_HOOKS: dict[type, tuple[str, ...]] = {
     CompileProvider: ("unavailable_reason", "claim", "compile"),
-    KernelProvider: ("unavailable_reason",),
+    KernelProvider: ("unavailable_reason", "kernel_for"),
 }
 RTOL, ATOL = 1e-4, 1e-5
 

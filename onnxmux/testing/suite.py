@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import onnxmux
 from onnxmux.conformance import CaseResult, load_expected_failures, run_case, select_cases
@@ -68,10 +68,14 @@ def run_node_suite(
     expected_failures: Path | None = None,
     options: onnxmux.SessionOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    provider_options: dict[str, dict[str, Any]] | None = None,
 ) -> SuiteReport:
-    """Run the node tests matching ``pattern`` on ``[provider, cpu]``; ``progress(done, total)`` after each."""
+    """Run the node tests matching ``pattern`` on ``[provider, cpu]``; ``progress(done, total)`` after each.
+
+    ``provider_options`` maps a provider's full name to its options."""
     cases: Sequence = select_cases(pattern)
-    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+    names = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+    providers = [(name, (provider_options or {}).get(name, {})) for name in names]
     results = []
     for done, case in enumerate(cases, 1):
         results.append(run_case(case, providers, options))

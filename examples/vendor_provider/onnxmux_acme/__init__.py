@@ -1,1 +1,2 @@
-"""Example onnxmux providers: ``kernels`` is kernel-based, ``graph`` compile-based."""
+"""Example onnxmux providers: ``kernels`` is kernel-based, ``device`` kernel-based on device
+memory, ``graph`` compile-based."""

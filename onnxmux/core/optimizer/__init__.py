@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 import onnx_ir as ir
 
@@ -27,7 +27,7 @@ from onnxmux.core.optimizer.basic import (
     EliminateNoOpSlice,
     EliminateZeroPad,
 )
-from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN, count_nodes, reserve_names, subgraphs
+from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN, PRIVATE_OPS_META, count_nodes, reserve_names, subgraphs
 from onnxmux.core.optimizer.extended import (
     CollapseReshapeChain,
     FuseConvAdd,
@@ -96,11 +96,15 @@ def optimize(
     disabled: Collection[str] = (),
     extra_rules: Sequence[Rule] = (),
     custom_ops: SessionCustomOps | None = None,
+    private_ops: Callable[[str], bool] | None = None,
 ) -> list[RuleReport]:
     """Rewrite model.graph in place at ``level`` (0, 1, 2, 99 = onnxmux.GraphOptimizationLevel
     values), skipping rules whose name is in ``disabled``, then applying user ``extra_rules``;
     returns what changed (one report per rule that changed the graph or failed). Constant folding
-    also evaluates the pure ones of ``custom_ops``."""
+    also evaluates the pure ones of ``custom_ops``.
+
+    ``private_ops(op_type)`` says whether the session's providers run the com.onnxmux op
+    ``op_type``; fusions that would create one it refuses are skipped."""
     level = int(level)
     if isinstance(disabled, str):  # the config entry's comma-separated form
         disabled = disabled.split(",")
@@ -114,6 +118,9 @@ def optimize(
             ", ".join(sorted(known)),
         )
     _share_opsets(model.graph)
+    if private_ops is not None:
+        for graph in model.graphs():
+            graph.meta[PRIVATE_OPS_META] = private_ops
     reserve_names(model.graph)
     run = _Run(model)
     builtins = [_builtin(cls, custom_ops) for since, cls in BUILTIN_RULES if since <= level and cls.name not in disabled]

@@ -13,6 +13,8 @@ from onnxmux.core.context import tensor_to_numpy
 
 #: The project's own operator domain (fused kernels of the CPU provider).
 ONNXMUX_DOMAIN = "com.onnxmux"
+#: Graph metadata key: a predicate telling whether the session's providers run a com.onnxmux op.
+PRIVATE_OPS_META = "onnxmux.private_ops"
 #: Operators whose outputs differ from run to run: never folded, deduplicated or removed as no-ops.
 RANDOM_OPS = frozenset(
     {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial"}
@@ -309,3 +311,10 @@ def replace_with_node(
     replace_value(graph, last.outputs[0], out)
     graph.remove(last, safe=True)
     return node
+
+
+def private_op_allowed(graph: ir.Graph, op_type: str) -> bool:
+    """Whether a fusion may create the com.onnxmux ``op_type`` in ``graph`` (see ``optimize``'s
+    ``private_ops``; allowed when no predicate was given)."""
+    allowed = graph.meta.get(PRIVATE_OPS_META)
+    return allowed is None or bool(allowed(op_type))

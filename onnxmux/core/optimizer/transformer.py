@@ -26,6 +26,7 @@ from onnxmux.core.optimizer.editing import (
     only_consumer,
     opset,
     other_input,
+    private_op_allowed,
     rank,
     replace_with_node,
     static_shape,
@@ -35,6 +36,21 @@ from onnxmux.core.optimizer.rules import PatternRule
 SQRT2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_CUBIC = 0.044715
+
+
+class _OnnxOrPrivate(PatternRule):
+    """A fusion into the ONNX operator ``fused_op`` (from opset ``onnx_since``); in older opsets
+    it makes the com.onnxmux kernel of that name, but only where every selected provider has a
+    kernel for it (``private_op_allowed``), so no provider is handed a private op it cannot run."""
+
+    fused_op = ""
+    onnx_since = 0
+
+    def apply(self, graph: ir.Graph) -> int:
+        """Rewrite as PatternRule does, unless that would need a private op no provider allows."""
+        if opset(graph) < self.onnx_since and not private_op_allowed(graph, self.fused_op):
+            return 0
+        return super().apply(graph)
 
 
 def _domain_for(graph: ir.Graph, onnx_since: int) -> str:
@@ -75,8 +91,11 @@ def _half_x_product(x: ir.Value, one_plus: ir.Value) -> tuple[ir.Node, list[ir.V
     return None
 
 
-class _GeluFusion(PatternRule):
+class _GeluFusion(_OnnxOrPrivate):
     """Shared rewrite of both Gelu forms into one Gelu node."""
+
+    fused_op = "Gelu"
+    onnx_since = 20
 
     approximate = "none"
 
@@ -210,7 +229,7 @@ def _distinct_readers(value: ir.Value) -> list[ir.Node]:
     return readers
 
 
-class FuseLayerNormalization(PatternRule):
+class FuseLayerNormalization(_OnnxOrPrivate):
     """The decomposed layer norm older exporters emit, into LayerNormalization:
 
     ``d = x - ReduceMean(x)``; ``y = d / Sqrt(ReduceMean(d^2) + eps) [* gamma] [+ beta]``
@@ -218,6 +237,8 @@ class FuseLayerNormalization(PatternRule):
     """
 
     name = "FuseLayerNormalization"
+    fused_op = "LayerNormalization"
+    onnx_since = 17
 
     def match(self, node: ir.Node) -> Any | None:
         """(x, axis k, eps, gamma, beta, last node) when ``node`` is the first ReduceMean."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import queue
 import threading
 from typing import Any, Sequence
@@ -54,11 +55,31 @@ class CompiledSubgraph:
         self.input_names = list(input_names)
         self.output_names = [o.name for o in outputs]
         self.output_dtypes = [onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type) for o in outputs]
-        self.static_shapes = static_shapes and not all(i.get_partial_shape().is_static for i in ov_model.inputs)
+        self.static_shapes = ov_model is not None and static_shapes and not all(
+            i.get_partial_shape().is_static for i in ov_model.inputs
+        )
         self._pools: dict[tuple, tuple[RequestPool, list[int], list[int]]] = {}
         self._lock = threading.Lock()
-        if not self.static_shapes:
+        if ov_model is not None and not self.static_shapes:
             self._pools[()] = self._compile(ov_model)
+
+    @classmethod
+    def imported(
+        cls, core: Any, blob: bytes, device: str, config: dict[str, Any], input_names: Sequence[str], outputs: Sequence[onnx.ValueInfoProto]
+    ) -> CompiledSubgraph:
+        """A subgraph from a compiled model ``export`` wrote (an EPContext blob), not compiled again."""
+        compiled = cls(core, None, device, config, input_names, outputs, False)
+        compiled._pools[()] = compiled._ports(core.import_model(io.BytesIO(blob), device, config))
+        return compiled
+
+    def export(self) -> bytes | None:
+        """The compiled model as OpenVINO serializes it; None when it is compiled per input shape."""
+        entry = self._pools.get(())
+        if entry is None:
+            return None
+        stream = io.BytesIO()
+        entry[0].compiled_model.export_model(stream)
+        return stream.getvalue()
 
     @property
     def compiled_shapes(self) -> list[tuple]:
@@ -93,7 +114,9 @@ class CompiledSubgraph:
     def _compile(self, model: Any) -> tuple[RequestPool, list[int], list[int]]:
         """Compile ``model``; returns its request pool, the subgraph input that feeds each of its
         input ports, and the output port of each subgraph output."""
-        compiled = self.core.compile_model(model, self.device, self.config)
+        return self._ports(self.core.compile_model(model, self.device, self.config))
+
+    def _ports(self, compiled: Any) -> tuple[RequestPool, list[int], list[int]]:
         port_of_input = [_position(compiled.inputs, name) for name in self.input_names]
         feed_order = [port_of_input.index(port) for port in range(len(compiled.inputs))]
         output_order = [_position(compiled.outputs, name) for name in self.output_names]

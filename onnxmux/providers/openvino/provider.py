@@ -78,6 +78,15 @@ class OpenVINOExecutionProvider(CompileProvider):
             self.settings.disable_dynamic_shapes,
         )
 
+    def export_compiled(self, compiled: Callable[..., tuple]) -> bytes | None:
+        """OpenVINO's export of the compiled model (None when compiled per input shape)."""
+        return compiled.export() if isinstance(compiled, CompiledSubgraph) else None
+
+    def import_compiled(self, blob: bytes, subgraph: Subgraph) -> Callable[..., tuple]:
+        """The compiled model imported back from ``export_compiled``'s bytes, not compiled again."""
+        outputs = list(subgraph.model.graph.output)
+        return CompiledSubgraph.imported(self.core, blob, self.settings.device_type, self.config, subgraph.inputs, outputs)
+
     def _compile_config(self) -> dict[str, Any]:
         """The properties passed to ``compile_model``: per device, or nested for AUTO/HETERO/MULTI."""
         device = self.settings.device_type
