@@ -10,6 +10,7 @@ import pytest
 import onnxmux
 from onnxmux.cli.demo import build_cnn
 from onnxmux.core.provider import KernelProvider
+from onnxmux.partition.failures import FailureRule
 from onnxmux.testing import ProviderKit, checks
 
 from helpers import affine_relu_model
@@ -40,8 +41,14 @@ def test_every_kit_session_checks_provider_outputs(monkeypatch) -> None:
     assert len(with_provider) == 3 and set(with_provider) == {"1"}
 
 
-def test_hook_check_reports_a_hook_the_runtime_does_not_fall_back_from(monkeypatch) -> None:
-    monkeypatch.setitem(checks.FALLBACK_HOOKS, KernelProvider, ("unavailable_reason", "kernel_for"))
+def test_hook_check_passes_when_the_runtime_falls_back_and_reports_when_it_does_not(monkeypatch) -> None:
+    assert "kernel_for" in checks.FALLBACK_HOOKS[KernelProvider]
+    assert checks.check_hook_fallback("TestDeviceExecutionProvider", build_cnn()) == []
+
+    def no_fallback(self, provider, hook, nodes, exc, consequence=""):  # a runtime without the failure rule
+        raise exc
+
+    monkeypatch.setattr(FailureRule, "hook_failed", no_fallback)
     problems = checks.check_hook_fallback("TestDeviceExecutionProvider", build_cnn())
     assert problems == [
         "TestDeviceExecutionProvider: with 'kernel_for' raising, session creation failed instead of falling back: "

@@ -89,8 +89,9 @@ def test_example_tests_pass_with_the_kit() -> None:
 
 #: Faults planted in a copy of the example: (file, original text, broken text).
 FAULTS = [
-    # Gemm returns float64: the node suite and the comparison with the CPU provider name it.
-    ("kernels.py", "return y if c is None else y + beta * c", "return (y if c is None else y + beta * c).astype(np.float64)"),
+    # Gemm returns float64 when transA is set: the output contract names it in the node suite.
+    ("kernels.py", "return y if c is None else y + beta * c",
+     "y = y if c is None else y + beta * c\n        return y.astype(np.float64) if trans_a else y"),
     # Relu writes into one buffer shared by every run: concurrent runs overwrite each other.
     ("kernels.py", "return lambda x: xp.maximum(x, np.float32(0))", "return lambda x: _shared_relu(x)"),
     ("kernels.py", "def _flag(value)", """def _shared_relu(x):
@@ -124,11 +125,10 @@ def test_broken_copy_fails_the_kit_naming_each_fault(tmp_path: Path) -> None:
     run = _pytest(broken)
     out = run.stdout
     assert run.returncode == 1, out + run.stderr
-    # The node suite names the failing cases and the dtype.
-    assert "AcmeExecutionProvider: node test test_gemm_default_single_elem_vector_bias failed" in out
-    assert "dtype float64, expected float32" in out
+    # The node suite names the failing cases; the output contract names the provider, node and dtype.
+    assert "AcmeExecutionProvider: node test test_gemm_transposeA failed: ProviderError: AcmeExecutionProvider kernel of node" in out
+    assert "returned a wrong output: 'y': expected element type float, got double" in out
     # The comparison with the CPU provider names the node, its op and its provider.
-    assert "node 'fc' (Gemm) on AcmeExecutionProvider: output 'logits' against the CPU provider: dtype float64, expected float32" in out
     assert "node 'tanh' (Tanh) on AcmeGraphExecutionProvider: output 'squashed' against the CPU provider: values differ" in out
     assert "from 'cpu' to 'cpu:0' is not a device crossing" in out
     assert "(4 threads x 4 runs), output 'probabilities' differs from the single-threaded run" in out

@@ -8,6 +8,7 @@ another device or are graph outputs, and to every step under ``session.check_pro
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -120,4 +121,5 @@ def checked(
                 raise fail(problem)
         return result
 
-    return run_checked
+    # the kernel's own attributes (a provider's markers such as ``cuda_node``) stay visible
+    return functools.update_wrapper(run_checked, run, assigned=(), updated=("__dict__",))
