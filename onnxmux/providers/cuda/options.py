@@ -10,24 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from onnxmux.core.option_values import parse_flag
+
 #: onnxruntime's arena strategies, by name and by their enum number.
 ARENA_STRATEGIES = {"kNextPowerOfTwo": "kNextPowerOfTwo", "kSameAsRequested": "kSameAsRequested", "0": "kNextPowerOfTwo", "1": "kSameAsRequested"}
 #: onnxruntime's cuDNN algorithm searches, by name and by their enum number.
 CONV_ALGO_SEARCHES = {"EXHAUSTIVE": "EXHAUSTIVE", "HEURISTIC": "HEURISTIC", "DEFAULT": "DEFAULT", "0": "EXHAUSTIVE", "1": "HEURISTIC", "2": "DEFAULT"}
-
-
-def parse_flag(value: Any) -> bool:
-    """A boolean given as True/False, 0/1, or the strings 0/1, true/false."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "true"):
-        return True
-    if text in ("0", "false"):
-        return False
-    raise ValueError("expected 0, 1, true or false")
 
 
 def _whole_number(minimum: int, what: str) -> Any:
