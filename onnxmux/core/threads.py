@@ -9,6 +9,7 @@ puts back what the caller had, leaving the user's own numpy settings alone betwe
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -28,12 +29,23 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-@lru_cache(maxsize=1)
-def _blas_libraries() -> tuple[Any, ...]:
-    """threadpoolctl's controllers of the BLAS libraries loaded now (numpy's among them)."""
-    import threadpoolctl
+#: (len(sys.modules) when found, the BLAS controllers found then).
+_found: tuple[int, tuple[Any, ...]] = (-1, ())
 
-    return tuple(lib for lib in threadpoolctl.ThreadpoolController().lib_controllers if lib.user_api == "blas")
+
+def _blas_libraries() -> tuple[Any, ...]:
+    """threadpoolctl's controllers of the BLAS libraries loaded now (numpy's among them).
+
+    Finding them scans the process's shared libraries, so the result is kept until a module is
+    imported: only an import (scipy, torch...) loads another BLAS library."""
+    global _found
+    modules = len(sys.modules)
+    if _found[0] != modules:
+        import threadpoolctl
+
+        controllers = threadpoolctl.ThreadpoolController().lib_controllers
+        _found = (len(sys.modules), tuple(lib for lib in controllers if lib.user_api == "blas"))
+    return _found[1]
 
 
 class BlasThreads:
