@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 #: Node-test modules whose cases seed the corpus (importing one runs only its own exports).
 NODE_MODULES = (

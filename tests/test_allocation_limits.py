@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import single_node_model
-from onnx import TensorProto, helper, numpy_helper
+from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 import onnxmux as ort
 
@@ -49,7 +49,7 @@ def test_growing_operators_respect_max_tensor_bytes(op: str) -> None:
     assert session.run(None, {**fixed, **small})[0].size > 0
 
 
-def _sparse_model(dims: list[int]) -> "onnx.ModelProto":  # noqa: F821
+def _sparse_model(dims: list[int]) -> ModelProto:
     values = numpy_helper.from_array(np.array([1.0], np.float32), "w")
     indices = numpy_helper.from_array(np.array([0], np.int64), "w_indices")
     graph = helper.make_graph(

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from helpers import single_node_model
-from onnx import TensorProto, helper
+from onnx import ModelProto, TensorProto, helper
 
 import onnxmux as ort
 
@@ -52,7 +52,7 @@ def test_pattern_re2_rejects_is_a_clear_error() -> None:
         ort.InferenceSession(model)
 
 
-def _endless_loop_model() -> "onnx.ModelProto":  # noqa: F821
+def _endless_loop_model() -> ModelProto:
     """A Loop over a huge trip count whose body adds 1 to a carried value."""
     body = helper.make_graph(
         [
