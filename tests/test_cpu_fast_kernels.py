@@ -91,12 +91,15 @@ def test_depthwise_conv_matches_windows_reference(spatial, kernel, strides, dila
     np.testing.assert_allclose(y, _depthwise_reference(x, w, layout), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels", [7, 100])
-def test_depthwise_conv_in_blocks(monkeypatch, channels) -> None:
-    monkeypatch.setattr(conv_direct, "_BLOCK_ELEMENTS", 50)
-    x = RNG.standard_normal((1, channels, 6, 6)).astype(np.float32)
-    w = RNG.standard_normal((channels, 1, 3, 3)).astype(np.float32)
-    layout = WindowAttrs((3, 3), None, None, (1, 1, 1, 1), "NOTSET").layout((6, 6), (3, 3))
+@pytest.mark.parametrize("inner", [1, 350, 4096])  # each channel row alone, 3 rows, 40 rows per inner loop
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_depthwise_conv_channels_last_repeated_rows(monkeypatch, inner, strides) -> None:
+    """Channels last, einsum runs over several rows of channels at once: the rows added to make
+    a whole number of them are cropped, whatever the repeat."""
+    monkeypatch.setattr(conv_direct, "_INNER_ELEMENTS", inner)
+    x = RNG.standard_normal((2, 100, 7, 6)).astype(np.float32)
+    w = RNG.standard_normal((100, 1, 3, 3)).astype(np.float32)
+    layout = WindowAttrs((3, 3), strides, None, (1, 1, 1, 1), "NOTSET").layout((7, 6), (3, 3))
     np.testing.assert_allclose(conv_direct.depthwise(np, x, w, layout), _depthwise_reference(x, w, layout), rtol=1e-5, atol=1e-5)
 
 

@@ -2,13 +2,15 @@
 
 The generic path (``conv.py``) builds the column matrix from a 2·rank-dimensional strided
 window view, then runs one GEMM per group; with one input channel per group that GEMM has a
-single row of work, so building the matrix is all the cost. Here the zero-padded input is split
-once into its stride phases (for stride s along an axis, the s interleaved sub-grids), each a
-contiguous array; every kernel tap then reads one phase at a fixed flat offset, a contiguous
-slice. Outputs are computed on the phases' full row width and the extra columns cropped.
+single row of work, so building the matrix is all the cost. Here:
 
-* Depthwise (one input channel per group, as in MobileNet and EfficientNet): the output is a
-  sum over taps of slice times that tap's per-channel weight, with no GEMM at all.
+* Depthwise (one input channel per group, as in MobileNet and EfficientNet): the zero-padded
+  input is split into its stride phases (for stride s along an axis, the s interleaved
+  sub-grids), each one contiguous array in which every kernel tap reads a contiguous run of
+  positions at a fixed flat offset. The taps that read one phase lie on a regular grid of
+  offsets, so a single strided view (taps..., positions) holds all their reads, and one
+  ``einsum`` per phase multiplies them by their weights and sums them in one pass. Outputs
+  are computed on the phases' full row width and the extra columns cropped.
 * 1x1 unpadded: the (strided) input already is the column matrix.
 """
 
@@ -16,109 +18,159 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 
-#: Output elements per block of a depthwise convolution (two float32 blocks fit in L2).
+#: Length einsum's inner loop aims at when channels are last (weights repeated over rows).
+_INNER_ELEMENTS = 4096
+#: Output elements per block of channels when channels are first (two float32 blocks fit in L2).
 _BLOCK_ELEMENTS = 1 << 17
+#: From this many channels the phases are laid out channels last; below it, transposing the
+#: input and output costs more than the single-pass einsum saves (measured on MobileNetV3).
+_CHANNELS_LAST_FROM = 64
+_AXES = "abcdefgh"
 
 
-@dataclass
-class _Phases:
-    """The padded input's stride phases and, per kernel tap, which phase and offset it reads.
+@dataclass(frozen=True)
+class _TapGroup:
+    """The kernel taps that read one stride phase: a regular grid along each axis.
 
-    ``size`` is the number of positions per channel of the output grid (full phase rows);
-    ``taps`` holds (residue, flat offset) per tap in kernel order.
+    ``kernel`` selects their weights, ``start`` is the flat offset of the first tap's read in
+    the phase and ``steps`` the flat offset between neighbouring taps along each axis.
     """
 
-    lengths: list[int]
+    residue: tuple[int, ...]
+    kernel: tuple[slice, ...]
+    start: int
+    steps: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Phase sizes for one depthwise layout: ``lengths`` per phase axis, flat ``size`` of the
+    output grid (full phase rows, ``rows`` of it computed) and the tap groups."""
+
+    lengths: tuple[int, ...]
     size: int
-    taps: list[tuple[tuple[int, ...], int]]
-    grid: Callable[[tuple[int, ...]], Any]
-
-    def crop(self, xp: Any, y: Any, out: tuple[int, ...]) -> Any:
-        """(N, M, size) on the full grid -> a contiguous (N, M, out...)."""
-        y = y.reshape(*y.shape[:2], out[0], *self.lengths[1:])
-        return xp.ascontiguousarray(y[(..., *(slice(0, o) for o in out[1:]))])
+    rows: int
+    groups: tuple[_TapGroup, ...]
 
 
-def _phases(xp: Any, x: Any, layout: Any, work: Any) -> _Phases:
-    """Pad ``x`` (N, C, spatial...) into a zero grid and describe its stride phases and taps."""
-    n, channels = x.shape[:2]
-    spans = [((k - 1) * d) // s for k, d, s in zip(layout.kernel, layout.dilations, layout.strides)]
+def _geometry(layout: Any, row_multiple: int) -> _Geometry:
+    """Phase lengths with room for every tap's read of ``size`` rounded up to ``row_multiple``."""
+    strides, dilations, kernel = layout.strides, layout.dilations, layout.kernel
+    spans = [((k - 1) * d) // s for k, d, s in zip(kernel, dilations, strides)]
     lengths = [o + q for o, q in zip(layout.out, spans)]
-    lengths[0] += 1  # room for the shifts along the later axes
-    source = xp.zeros((n, channels, *(length * s for length, s in zip(lengths, layout.strides))), dtype=work)
-    fits = [min(have, room - b) for have, room, b in zip(x.shape[2:], source.shape[2:], layout.begin)]
-    source[(..., *(slice(b, b + f) for b, f in zip(layout.begin, fits)))] = x[(..., *(slice(0, f) for f in fits))]
     flat = [math.prod(lengths[a + 1 :]) for a in range(len(lengths))]
-    taps = []
-    for offset in np.ndindex(*layout.kernel):
-        reach = [i * d for i, d in zip(offset, layout.dilations)]
-        residue = tuple(r % s for r, s in zip(reach, layout.strides))
-        taps.append((residue, sum(r // s * f for r, s, f in zip(reach, layout.strides, flat))))
-
-    def grid(residue: tuple[int, ...]) -> Any:
-        return source[(..., *(slice(r, None, s) for r, s in zip(residue, layout.strides)))]
-
-    return _Phases(lengths, layout.out[0] * flat[0], taps, grid)
+    size = layout.out[0] * flat[0]
+    rows = -(-size // row_multiple) * row_multiple
+    reach = sum(q * f for q, f in zip(spans, flat))
+    lengths[0] = max(lengths[0], -(-(reach + rows) // flat[0]))
+    groups = []
+    for residue in np.ndindex(*strides):
+        taps = [[i for i in range(k) if (i * d) % s == r] for k, d, s, r in zip(kernel, dilations, strides, residue)]
+        if not all(taps):
+            continue
+        offsets = [[(i * d) // s for i in t] for t, d, s in zip(taps, dilations, strides)]
+        groups.append(
+            _TapGroup(
+                residue,
+                tuple(slice(t[0], t[-1] + 1, t[1] - t[0] if len(t) > 1 else 1) for t in taps),
+                sum(o[0] * f for o, f in zip(offsets, flat)),
+                tuple((o[1] - o[0] if len(o) > 1 else 0) * f for o, f in zip(offsets, flat)),
+            )
+        )
+    return _Geometry(tuple(lengths), size, rows, tuple(groups))
 
 
 def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
     """Convolution with one input channel per group: x (N, C, ...), w (C·k, 1, kernel...), k ≥ 1.
 
     Output channel m reads input channel m // k. Returns a new (N, C·k, out...) array in the
-    input's accumulation dtype (float32 for narrower floats). With more channels than
-    positions the phases are laid out channels last, so the inner loops run along the longer axis.
+    input's accumulation dtype (float32 for narrower floats). With many channels (or more channels
+    than positions) the phases are laid out channels last and einsum's inner loop runs along rows
+    of channels (their weights repeated to a long row); otherwise tap by tap along the positions.
     """
     work = accumulation_dtype(x.dtype)
     n, channels = x.shape[:2]
     m = w.shape[0]
-    phases = _phases(xp, x, layout, work)
-    size = phases.size
-    channels_last = m > size
-    stored: dict[tuple[int, ...], Any] = {}
-
-    def phase(residue: tuple[int, ...]) -> Any:
-        if residue not in stored:
-            grid = phases.grid(residue)
-            if m != channels:
-                grid = xp.repeat(grid, m // channels, axis=1)
-            if channels_last:
-                stored[residue] = xp.ascontiguousarray(xp.moveaxis(grid, 1, -1)).reshape(n, -1, m)
-            else:
-                stored[residue] = xp.ascontiguousarray(grid).reshape(n, m, -1)
-        return stored[residue]
-
-    weights = w.astype(work, copy=False).reshape(m, -1)
-    reads = [(phase(residue), shift, weights[:, k]) for k, (residue, shift) in enumerate(phases.taps)]
-    y = _sum_of_taps(xp, reads, n, m, size, channels_last, work)
+    if m != channels:
+        x = xp.repeat(x, m // channels, axis=1)
+    channels_last = m >= _CHANNELS_LAST_FROM or m > math.prod(layout.out)
+    repeat = max(1, _INNER_ELEMENTS // m) if channels_last else 1
+    geometry = _geometry(layout, repeat)
+    spatial = tuple(length * s for length, s in zip(geometry.lengths, layout.strides))
+    fits = tuple(min(have, room - b) for have, room, b in zip(x.shape[2:], spatial, layout.begin))
+    inside = tuple(slice(b, b + f) for b, f in zip(layout.begin, fits))
+    x = x[(..., *(slice(0, f) for f in fits))]
     if channels_last:
-        y = xp.moveaxis(y, -1, 1)
-    return phases.crop(xp, y, layout.out)
+        source = xp.zeros((n, *spatial, m), dtype=work)
+        source[(slice(None), *inside)] = xp.moveaxis(x, 1, -1)
+    else:
+        source = xp.zeros((n, m, *spatial), dtype=work)
+        source[(slice(None), slice(None), *inside)] = x
+    weights = w.astype(work, copy=False).reshape(m, *layout.kernel)
+    y = None
+    for group in geometry.groups:
+        term = _tap_group(xp, source, weights, group, layout.strides, geometry.rows, channels_last, repeat)
+        y = term if y is None else xp.add(y, term, out=y)
+    if channels_last:
+        y = xp.moveaxis(y.reshape(n, geometry.rows, m)[:, : geometry.size], -1, 1)
+    y = y[..., : geometry.size].reshape(n, m, layout.out[0], *geometry.lengths[1:])
+    return xp.ascontiguousarray(y[(..., *(slice(0, o) for o in layout.out[1:]))])
 
 
-def _sum_of_taps(xp: Any, reads: list, n: int, m: int, size: int, channels_last: bool, work: Any) -> Any:
-    """Σ_taps weights · phase[shift : shift + size] as (N, M, size), or (N, size, M) channels last.
+def _tap_group(
+    xp: Any, source: Any, weights: Any, group: _TapGroup, strides: tuple, rows: int, channels_last: bool, repeat: int
+) -> Any:
+    """Σ over one group's taps of weight · read, from the group's phase (a contiguous copy when
+    strided): (N, rows / repeat, repeat·M) channels last, (N, M, rows) channels first."""
+    n, m = source.shape[0], weights.shape[0]
+    lead = (slice(None),) if channels_last else (slice(None), slice(None))
+    phase = source[(*lead, *(slice(r, None, s) for r, s in zip(group.residue, strides)))]
+    if any(s > 1 for s in strides):
+        phase = xp.ascontiguousarray(phase)
+    taps = weights[(slice(None), *group.kernel)]
+    if channels_last:
+        return _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, rows, repeat)
+    return _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, rows)
 
-    It goes a block of channels (or of positions, channels last) at a time, so that the
-    accumulator and the term stay in cache across the taps.
-    """
-    shape = (n, size, m) if channels_last else (n, m, size)
-    y = xp.empty(shape, dtype=work)
+
+def _taps_by_einsum(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int, repeat: int) -> Any:
+    """Channels last: one strided view (N, taps..., rows / repeat, repeat·M) holds every tap's
+    read, and one einsum multiplies by the weights (repeated over ``repeat`` rows, so that its
+    inner loop is long) and sums over the taps in one pass."""
+    n, m = flat.shape[0], taps.shape[0]
+    item = flat.strides[1]
+    reads = xp.lib.stride_tricks.as_strided(
+        flat[:, group.start * m :],
+        (n, *taps.shape[1:], rows // repeat, repeat * m),
+        (flat.strides[0], *(s * m * item for s in group.steps), repeat * m * item, item),
+    )
+    row = xp.moveaxis(taps, 0, -1)[..., None, :]
+    tiled = xp.ascontiguousarray(xp.broadcast_to(row, (*taps.shape[1:], repeat, m)))
+    axes = _AXES[: taps.ndim - 1]
+    return xp.einsum(f"n{axes}qr,{axes}r->nqr", reads, tiled.reshape(*taps.shape[1:], repeat * m))
+
+
+def _taps_one_by_one(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int) -> Any:
+    """Channels first: Σ_taps weight · flat[..., offset : offset + rows] as (N, M, rows), two
+    passes per tap over blocks of channels that stay in cache; the inner loops run along the
+    positions (an einsum would loop along the short tap axis here)."""
+    n, m = flat.shape[:2]
+    y = xp.empty((n, m, rows), dtype=flat.dtype)
     term = xp.empty_like(y)
-    block = max(1, _BLOCK_ELEMENTS // (n * (m if channels_last else size)))
-    for b in range(0, size if channels_last else m, block):
+    block = max(1, _BLOCK_ELEMENTS // (n * rows))
+    shape = taps.shape[1:]
+    offsets = [group.start + sum(i * s for i, s in zip(index, group.steps)) for index in np.ndindex(*shape)]
+    weights = taps.reshape(m, -1)
+    for b in range(0, m, block):
         y_block, term_block = y[:, b : b + block], term[:, b : b + block]
-        for k, (source, shift, weights) in enumerate(reads):
-            if channels_last:
-                stop = shift + min(b + block, size)
-                view, scale = source[:, shift + b : stop], weights
-            else:
-                view, scale = source[:, b : b + block, shift : shift + size], weights[b : b + block, None]
+        for k, offset in enumerate(offsets):
+            view, scale = flat[:, b : b + block, offset : offset + rows], weights[b : b + block, k, None]
             if k == 0:
                 xp.multiply(view, scale, out=y_block)
             else:
