@@ -80,9 +80,13 @@ DEPTHWISE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("channels", [5, 64])  # 64: more channels than positions, laid out channels last
+@pytest.mark.parametrize("channels_last_up_to", [0, 1024])  # 0: channels first unless more channels than positions
+@pytest.mark.parametrize("channels", [5, 64])
 @pytest.mark.parametrize("spatial,kernel,strides,dilations,pads,multiplier,batch", DEPTHWISE_CASES)
-def test_depthwise_conv_matches_windows_reference(spatial, kernel, strides, dilations, pads, multiplier, batch, channels) -> None:
+def test_depthwise_conv_matches_windows_reference(
+    monkeypatch, spatial, kernel, strides, dilations, pads, multiplier, batch, channels, channels_last_up_to
+) -> None:
+    monkeypatch.setattr(conv_direct, "_CHANNELS_LAST_UP_TO", channels_last_up_to)
     x = RNG.standard_normal((batch, channels, *spatial)).astype(np.float32)
     w = RNG.standard_normal((channels * multiplier, 1, *kernel)).astype(np.float32)
     layout = WindowAttrs(kernel, strides, dilations, pads, "NOTSET").layout(spatial, kernel)

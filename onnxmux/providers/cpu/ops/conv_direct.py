@@ -28,9 +28,10 @@ from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 _INNER_ELEMENTS = 4096
 #: Output elements per block of channels when channels are first (two float32 blocks fit in L2).
 _BLOCK_ELEMENTS = 1 << 17
-#: From this many channels the phases are laid out channels last; below it, transposing the
-#: input and output costs more than the single-pass einsum saves (measured on MobileNetV3).
-_CHANNELS_LAST_FROM = 64
+#: Output positions per channel up to which the phases are laid out channels last; on larger
+#: images transposing the input and output costs more than the single-pass einsum saves
+#: (measured on MobileNetV3 and EfficientNet).
+_CHANNELS_LAST_UP_TO = 1024
 _AXES = "abcdefgh"
 
 
@@ -90,7 +91,7 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
     """Convolution with one input channel per group: x (N, C, ...), w (C·k, 1, kernel...), k ≥ 1.
 
     Output channel m reads input channel m // k. Returns a new (N, C·k, out...) array in the
-    input's accumulation dtype (float32 for narrower floats). With many channels (or more channels
+    input's accumulation dtype (float32 for narrower floats). On small images (or with more channels
     than positions) the phases are laid out channels last and einsum's inner loop runs along rows
     of channels (their weights repeated to a long row); otherwise tap by tap along the positions.
     """
@@ -99,7 +100,8 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
     m = w.shape[0]
     if m != channels:
         x = xp.repeat(x, m // channels, axis=1)
-    channels_last = m >= _CHANNELS_LAST_FROM or m > math.prod(layout.out)
+    positions = math.prod(layout.out)
+    channels_last = positions <= _CHANNELS_LAST_UP_TO or m > positions
     repeat = max(1, _INNER_ELEMENTS // m) if channels_last else 1
     geometry = _geometry(layout, repeat)
     spatial = tuple(length * s for length, s in zip(geometry.lengths, layout.strides))

@@ -62,9 +62,13 @@ def sigmoid_inplace(xp: Any, y: Any) -> Any:
 
 
 def swish_inplace(xp: Any, y: Any, alpha: float = 1.0) -> Any:
-    """y · sigmoid(alpha·y) (SiLU for alpha = 1), with one temporary."""
-    gate = xp.multiply(y, y.dtype.type(alpha)) if alpha != 1 else y.copy()
-    y *= sigmoid_inplace(xp, gate)
+    """y / (1 + exp(-alpha·y)) (SiLU for alpha = 1) in four passes with one temporary; exp's
+    overflow to inf gives the right limit, -0."""
+    gate = xp.multiply(y, y.dtype.type(-alpha)) if alpha != 1 else xp.negative(y)
+    with np.errstate(over="ignore"):
+        xp.exp(gate, out=gate)
+    gate += 1
+    y /= gate
     return y
 
 
