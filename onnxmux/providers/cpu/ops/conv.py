@@ -21,6 +21,8 @@ from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 from onnxmux.providers.cpu.registry import op
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+#: Window layouts a Conv node keeps, one per input shape seen (more only with dynamic shapes).
+_LAYOUTS_KEPT = 16
 
 
 @dataclass(frozen=True)
@@ -162,12 +164,19 @@ def conv(ctx: NodeContext, xp: Any):
     if group < 1:
         raise ctx.error(f"'group' must be positive, got {group}")
 
+    layouts: dict[tuple, Layout] = {}  # by input and kernel shape: the same every run, as a rule
+
     def run(x, w, b=None):
         n, c = x.shape[:2]
         m = w.shape[0]
         if c != w.shape[1] * group or m % group:
             raise ValueError(f"input {x.shape} and weights {w.shape} do not fit group={group}")
-        layout = window.layout(x.shape[2:], w.shape[2:])
+        shapes = (x.shape[2:], w.shape[2:])
+        layout = layouts.get(shapes)
+        if layout is None:
+            if len(layouts) >= _LAYOUTS_KEPT:
+                layouts.clear()
+            layout = layouts[shapes] = window.layout(*shapes)
         direct = _direct(x, w, layout, group)
         if direct is not None:
             return _add_bias(direct(xp, x, w, layout).astype(x.dtype, copy=False), b)
