@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -60,8 +61,10 @@ class _Geometry:
     groups: tuple[_TapGroup, ...]
 
 
+@lru_cache(maxsize=256)
 def _geometry(layout: Any, row_multiple: int) -> _Geometry:
-    """Phase lengths with room for every tap's read of ``size`` rounded up to ``row_multiple``."""
+    """Phase lengths with room for every tap's read of ``size`` rounded up to ``row_multiple``
+    (cached: a network asks for the same few layouts on every run)."""
     strides, dilations, kernel = layout.strides, layout.dilations, layout.kernel
     spans = [((k - 1) * d) // s for k, d, s in zip(kernel, dilations, strides)]
     lengths = [o + q for o, q in zip(layout.out, spans)]
