@@ -178,7 +178,7 @@ def _run_layer(
 def rnn(ctx: Any, xp: Any) -> Kernel:
     """Simple recurrent layer: Ht = f(Xt W^T + Ht-1 R^T + Wb + Rb)."""
     layer = _parse_layer(ctx, xp, ["Tanh"])
-    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], halved=0, folded=1)
+    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], rnn_fused.RNN)
 
     def run(X, W, R, B=None, sequence_lens=None, initial_h=None):
         x = layer.sequence_major(X)
@@ -207,7 +207,8 @@ def gru(ctx: Any, xp: Any) -> Kernel:
     """Gated recurrent unit layer (update, reset, hidden gates; optional linear_before_reset)."""
     layer = _parse_layer(ctx, xp, ["Sigmoid", "Tanh"])
     linear_before_reset = bool(ctx.attr("linear_before_reset", 0))
-    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], halved=2, folded=2)
+    layout = rnn_fused.GRU if linear_before_reset else rnn_fused.GRU_RESET_FIRST
+    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], layout)
 
     def run(X, W, R, B=None, sequence_lens=None, initial_h=None):
         x = layer.sequence_major(X)
@@ -247,7 +248,7 @@ def lstm(ctx: Any, xp: Any) -> Kernel:
     """Long short-term memory layer with optional peepholes and coupled input/forget gates."""
     layer = _parse_layer(ctx, xp, ["Sigmoid", "Tanh", "Tanh"])
     input_forget = bool(ctx.attr("input_forget", 0))
-    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], halved=3, folded=4)
+    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], rnn_fused.LSTM)
 
     def run(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
         x = layer.sequence_major(X)
