@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+
 @dataclass(frozen=True)
 class Packed:
     """A layer's weights laid out for the fused steps."""
@@ -72,16 +73,14 @@ def pack(xp: Any, W: Any, R: Any, B: Any, layout: Layout) -> Packed:
     else:
         cut = layout.split * hidden
         r = tuple((xp.ascontiguousarray(m[:, :cut]), xp.ascontiguousarray(m[:, cut:])) for m in r_t)
-    if B is not None:
-        B = xp.concatenate([_gates(B[:, :rows], layout.order, hidden), _gates(B[:, rows:], layout.order, hidden)], axis=1)
     if B is None:
         bias = xp.zeros(directions * rows, dtype=W.dtype)
         r_bias = tuple(xp.zeros(rows - folded * hidden, dtype=W.dtype) for _ in range(directions))
     else:
-        recurrence = B[:, rows:].copy()
+        recurrence = _gates(B[:, rows:], layout.order, hidden)  # a copy: gates are picked by a list
         r_bias = tuple(recurrence[d, folded * hidden :] * scale[folded * hidden :] for d in range(directions))
         recurrence[:, folded * hidden :] = 0
-        bias = ((B[:, :rows] + recurrence) * scale).reshape(-1)
+        bias = ((_gates(B[:, :rows], layout.order, hidden) + recurrence) * scale).reshape(-1)
     return Packed(packed_w, bias, r, r_bias)
 
 
@@ -133,13 +132,9 @@ class _Run:
         y = xp.empty((steps, h0.shape[0], batch, h0.shape[-1]), dtype=dtype)
         return cls(project(xp, x, packed), y, xp.empty((batch, width), dtype=dtype), xp.asarray(0.5, dtype=dtype))
 
-    def inputs(self, d: int, rows: int) -> Any:
-        """Direction ``d``'s projected inputs [seq, batch, rows]."""
-        return self.projected[:, :, d * rows : (d + 1) * rows]
-
     def steps(self, d: int, rows: int, reverse: bool) -> list[tuple[Any, Any]]:
         """Direction ``d``'s (projected input, hidden output) per time step, in the order they run."""
-        pairs = list(zip(self.inputs(d, rows), self.y[:, d]))
+        pairs = list(zip(self.projected[:, :, d * rows : (d + 1) * rows], self.y[:, d]))
         return pairs[::-1] if reverse else pairs
 
     def finals(self, xp: Any, h0: Any, reverse: Sequence[bool]) -> Any:
