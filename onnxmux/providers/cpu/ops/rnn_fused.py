@@ -26,8 +26,8 @@ class Packed:
     w: Any
     #: The bias added to the input projection (input bias plus the folded recurrence bias).
     bias: Any
-    #: Each direction's recurrence weights, transposed: [hidden, gates * hidden] (with ``split``,
-    #: a pair of contiguous column blocks instead).
+    #: Each direction's recurrence weights, transposed: [hidden, gates * hidden], contiguous and
+    #: 64-byte aligned (with ``split``, a pair of column blocks).
     r: tuple[Any, ...]
     #: Each direction's recurrence bias of the gates whose bias cannot be folded (GRU's hidden gate).
     r_bias: tuple[Any, ...]
@@ -58,6 +58,19 @@ def _gates(a: Any, order: tuple[int, ...], hidden: int) -> Any:
     return a.reshape(shape[0], len(order), hidden, *shape[2:])[:, list(order)].reshape(shape)
 
 
+def _aligned(xp: Any, a: Any) -> Any:
+    """A C-contiguous copy of host array ``a`` starting on a 64-byte boundary: OpenBLAS's
+    matrix-vector product runs a third slower on a matrix that is only 16-byte aligned.
+    Device arrays (no ``ctypes``) come back as the allocator aligns them."""
+    if not hasattr(a, "ctypes"):
+        return xp.ascontiguousarray(a)
+    buffer = xp.empty(a.nbytes + 64, dtype=xp.uint8)
+    start = -buffer.ctypes.data % 64
+    out = buffer[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def pack(xp: Any, W: Any, R: Any, B: Any, layout: Layout) -> Packed:
     """Pack W, R and B as ``layout`` says."""
     directions, rows, size = W.shape
@@ -69,10 +82,10 @@ def pack(xp: Any, W: Any, R: Any, B: Any, layout: Layout) -> Packed:
     packed_w = xp.ascontiguousarray(w.transpose(2, 0, 1).reshape(size, directions * rows))
     r_t = [(r * scale[:, None]).T for r in _gates(R, layout.order, hidden)]
     if layout.split is None:
-        r = tuple(xp.ascontiguousarray(m) for m in r_t)
+        r = tuple(_aligned(xp, m) for m in r_t)
     else:
         cut = layout.split * hidden
-        r = tuple((xp.ascontiguousarray(m[:, :cut]), xp.ascontiguousarray(m[:, cut:])) for m in r_t)
+        r = tuple((_aligned(xp, m[:, :cut]), _aligned(xp, m[:, cut:])) for m in r_t)
     if B is None:
         bias = xp.zeros(directions * rows, dtype=W.dtype)
         r_bias = tuple(xp.zeros(rows - folded * hidden, dtype=W.dtype) for _ in range(directions))
