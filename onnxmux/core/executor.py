@@ -11,9 +11,9 @@ without a RuntimeWarning reaching the user.
 from __future__ import annotations
 
 import threading
-from operator import itemgetter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 import numpy as np
