@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -56,6 +57,16 @@ class Plan:
     locations: dict[int, str] = field(default_factory=dict)
     #: Slots written by copy steps, with the slot each copies.
     copied_from: dict[int, int] = field(default_factory=dict)
+    #: ``steps`` as the run loop reads them (``runnable``), and the ``steps`` they were made from.
+    _program: tuple = field(default=(), init=False, repr=False, compare=False)
+    _program_of: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def program(self) -> tuple:
+        """The steps as the run loop reads them, made once (again when ``steps`` is replaced)."""
+        if self._program_of is not self.steps:
+            self._program = tuple(runnable(step) for step in self.steps)
+            self._program_of = self.steps
+        return self._program
 
     def initial_slots(self, inputs: Sequence[Any], outer: Sequence[Any]) -> list[Any]:
         """A run's private slot list: the constants, then the inputs and outer values."""
@@ -73,6 +84,7 @@ class Plan:
 
         ``control`` is checked before each step; a subgraph's plan uses its run's control.
         """
+        program = self.program()
         slots = self.initial_slots(inputs, outer)
         description = ""
         owner = control is not None
@@ -80,12 +92,18 @@ class Plan:
         control = control or run_control.active()
         try:
             with np.errstate(all="ignore"):
-                for run, ins, outs, frees, description in self.steps:
+                for run, fetch, outs, first, frees, description in program:
                     if control is not None:
                         control.check()
-                    store(slots, outs, run(*[slots[i] for i in ins]))
-                    for slot in frees:
-                        slots[slot] = None
+                    result = run(*fetch(slots))
+                    if type(result) is tuple:
+                        for slot, value in zip(outs, result):
+                            slots[slot] = value
+                    else:
+                        slots[first] = result
+                    if frees:
+                        for slot in frees:
+                            slots[slot] = None
         except OnnxMuxError:
             raise
         except Exception as exc:  # a kernel failed: name the node it ran
@@ -96,6 +114,17 @@ class Plan:
         return [slots[i] for i in self.output_slots]
 
     __call__ = execute
+
+
+def runnable(step: Step) -> tuple:
+    """A step as (run, fetch, outs, first output, frees, description): ``fetch(slots)`` reads its
+    inputs in one call (a tuple or a list), so the run loop does no per-input Python work."""
+    run, ins, outs, frees, description = step
+    if len(ins) > 1:
+        fetch = itemgetter(*ins)
+    else:  # one input or none: a slice gives a list (itemgetter of one index gives the bare value)
+        fetch = itemgetter(slice(ins[0], ins[0] + 1) if ins else slice(0, 0))
+    return run, fetch, outs, outs[0] if outs else DISCARD_SLOT, tuple(frees), description
 
 
 def store(slots: list[Any], outs: tuple[int, ...], result: Any) -> None:

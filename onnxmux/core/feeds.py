@@ -26,9 +26,19 @@ class InputSpec:
         self.name = name
         self.type = type_ or TypeInfo("unknown")
         self.has_default = has_default
+        t = self.type
+        numeric = t.kind == "tensor" and t.dtype is not None and t.dtype.kind not in "OUS"
+        #: The element type a numpy array fed here may have to pass unconverted (None: always convert).
+        self._exact_dtype = t.dtype if numeric else None
+        #: The declared shape, None for a dimension of any size (None altogether: any rank).
+        self._dims = None if t.shape is None else tuple(d if isinstance(d, int) else None for d in t.shape)
 
     def check(self, value: Any) -> Any:
         """The value, converted to an array for tensor inputs; InvalidArgument when it does not fit."""
+        exact = self._exact_dtype
+        if exact is not None and type(value) is np.ndarray and value.dtype == exact and value.flags.c_contiguous:
+            if self._fits(value.shape):  # the common case, decided without building messages
+                return value
         t = self.type
         if t.kind != "tensor":
             return self._check_container(value)
@@ -54,6 +64,17 @@ class InputSpec:
             raise InvalidArgument(
                 f"input '{self.name}': expected {t.onnx_name}, got a {type(value).__name__} that does not convert: {exc}"
             ) from exc
+
+    def _fits(self, shape: tuple[int, ...]) -> bool:
+        dims = self._dims
+        if dims is None:
+            return True
+        if len(shape) != len(dims):
+            return False
+        for want, got in zip(dims, shape):
+            if want is not None and want != got:
+                return False
+        return True
 
     def check_tensor(self, dtype: np.dtype, shape: Sequence[int]) -> None:
         """InvalidArgument when a tensor of this element type and shape does not fit the input."""

@@ -29,12 +29,26 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-#: (len(sys.modules) when found, the BLAS controllers found then).
-_found: tuple[int, tuple[Any, ...]] = (-1, ())
+#: A BLAS library's thread count: (get, set).
+Counter = tuple[Callable[[], Any], Callable[[int], Any]]
+#: (len(sys.modules) when found, the thread counters of the BLAS libraries found then).
+_found: tuple[int, tuple[Counter, ...]] = (-1, ())
 
 
-def _blas_libraries() -> tuple[Any, ...]:
-    """threadpoolctl's controllers of the BLAS libraries loaded now (numpy's among them).
+def _counter(lib: Any) -> Counter:
+    """Get and set a library's thread count: a pthreads OpenBLAS's own two functions, called
+    directly (threadpoolctl's methods cost a microsecond or two a call, several per run), else
+    threadpoolctl's methods."""
+    symbol = getattr(lib, "_get_symbol", None)
+    if symbol is not None and lib.internal_api == "openblas" and getattr(lib, "threading_layer", "") == "pthreads":
+        get, set_ = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+        if get is not None and set_ is not None:
+            return get, set_
+    return lib.get_num_threads, lib.set_num_threads
+
+
+def _blas_libraries() -> tuple[Counter, ...]:
+    """The thread counters of the BLAS libraries loaded now (numpy's among them), from threadpoolctl.
 
     Finding them scans the process's shared libraries, so the result is kept until a module is
     imported: only an import (scipy, torch...) loads another BLAS library."""
@@ -44,7 +58,7 @@ def _blas_libraries() -> tuple[Any, ...]:
         import threadpoolctl
 
         controllers = threadpoolctl.ThreadpoolController().lib_controllers
-        _found = (len(sys.modules), tuple(lib for lib in controllers if lib.user_api == "blas"))
+        _found = (len(sys.modules), tuple(_counter(lib) for lib in controllers if lib.user_api == "blas"))
     return _found[1]
 
 
@@ -57,13 +71,13 @@ class BlasThreads:
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with the BLAS pool at ``self.threads`` (nothing is changed when it already is)."""
         libraries = _blas_libraries()
-        previous = [lib.get_num_threads() for lib in libraries]
+        previous = [get() for get, _ in libraries]
         if all(count == self.threads for count in previous):
             return fn(*args)
-        for lib in libraries:
-            lib.set_num_threads(self.threads)
+        for _, set_count in libraries:
+            set_count(self.threads)
         try:
             return fn(*args)
         finally:
-            for lib, count in zip(libraries, previous):
-                lib.set_num_threads(count)
+            for (_, set_count), count in zip(libraries, previous):
+                set_count(count)

@@ -112,6 +112,14 @@ def _floats(ctx: NodeContext, name: str) -> np.ndarray:
     return np.asarray(ctx.attr(name, []), dtype=np.float64)
 
 
+def _scores(xp: Any, x: Any, weights_t: Any, bias: Any) -> Any:
+    """X @ weights + bias as (N, K) scores laid out class-major (a transposed C array), so that the
+    row-wise reductions of the post-transforms run along long contiguous rows, not K-wide ones."""
+    scores_t = xp.matmul(weights_t, _as_rows(xp, x).T)
+    scores_t += bias[:, None]
+    return scores_t.T
+
+
 def _binary_pair(xp: Any, p: Any) -> Any:
     """The (N, 2) scores [1 - p, p] of a classifier that computes a single score p."""
     return xp.stack([1.0 - p, p], axis=1)
@@ -135,7 +143,7 @@ def linear_classifier(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
     n_scores = intercepts.size or labels.size
     if n_scores == 0 or coefficients.size % n_scores:
         raise ctx.error("coefficients do not split into one row per intercept")
-    weights = coefficients.reshape(n_scores, -1).T
+    weights_t = coefficients.reshape(n_scores, -1)
     bias = intercepts if intercepts.size else np.zeros(n_scores)
     name = ctx.attr("post_transform", "NONE")
     transform = post_transform(ctx, xp, name)
@@ -146,11 +154,11 @@ def linear_classifier(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
         raise ctx.error(f"{n_scores} classes but only {labels.size} class labels")
 
     def run(x):
-        scores = _as_rows(xp, x) @ weights + bias
+        scores = _scores(xp, x, weights_t, bias)
         if binary:
             s = scores[:, 0]
             return labels[(s > 0).astype(np.int64)], _binary_pair(xp, _single_score(xp, name, s)).astype(np.float32)
-        return labels[xp.argmax(scores, axis=1)], transform(scores).astype(np.float32)
+        return labels[xp.argmax(scores, axis=1)], xp.ascontiguousarray(transform(scores), dtype=np.float32)
 
     return run
 
@@ -337,10 +345,11 @@ def svm_regressor(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
 def normalizer(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
     """Each row divided by its max (MAX), sum of absolute values (L1) or Euclidean norm (L2)."""
     norm = ctx.attr("norm", "MAX")
+    # row sums as a matrix-vector product: numpy's reductions over a few columns are slow
     divisors = {
-        "MAX": lambda x: x.max(axis=1, keepdims=True),
-        "L1": lambda x: xp.abs(x).sum(axis=1, keepdims=True),
-        "L2": lambda x: xp.sqrt((x * x).sum(axis=1, keepdims=True)),
+        "MAX": lambda x: x.max(axis=1),
+        "L1": lambda x: xp.abs(x) @ xp.ones(x.shape[1], dtype=x.dtype),
+        "L2": lambda x: xp.sqrt((x * x) @ xp.ones(x.shape[1], dtype=x.dtype)),
     }
     if norm not in divisors:
         raise ctx.error(f"unknown norm '{norm}'")
@@ -349,8 +358,9 @@ def normalizer(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
     def run(x):
         rows = _as_rows(xp, x)
         divisor = divisor_of(rows)
-        y = rows / xp.where(divisor == 0, 1, divisor)
-        return y.reshape(x.shape).astype(np.float32)
+        divisor[divisor == 0] = 1
+        y = rows / divisor[:, None]
+        return y.reshape(x.shape).astype(np.float32, copy=False)
 
     return run
 
@@ -364,7 +374,9 @@ def scaler(ctx: NodeContext, xp: Any) -> Callable[..., Any]:
         raise ctx.error("offset and scale must not be empty")
 
     def run(x):
-        return ((x.astype(np.float32) - offset) * scale).astype(np.float32)
+        y = xp.subtract(x, offset, dtype=np.float32)
+        y *= scale
+        return y
 
     return run
 

@@ -1,8 +1,9 @@
 """Recurrent layers: RNN, GRU and LSTM (forward, reverse, bidirectional; both layouts).
 
 The input projection of every time step is one 2-D GEMM up front; the recurrence then steps
-through time (LSTM with its default activations in a fused step of few in-place passes), with ``sequence_lens`` freezing the state of finished batch entries and zeroing
-their outputs.
+through time, with ``sequence_lens`` freezing the state of finished batch entries and zeroing
+their outputs. Layers with the default activations, no clip and full-length sequences take the
+fused steps of ``rnn_fused`` instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from onnxmux.providers.cpu.ops import rnn_fused
 from onnxmux.providers.cpu.registry import op
 
 Kernel = Callable[..., Any]
@@ -59,10 +61,12 @@ class _Layer:
             return xp.zeros((len(self.reverse), batch, hidden), dtype=dtype)
         return state.transpose(1, 0, 2) if self.batch_major else state
 
-    def outputs(self, xp: Any, ys: list[Any], finals: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """Y followed by each final state (Y_h, Y_c), in the node's layout."""
-        y = xp.stack(ys, axis=1)
-        states = [xp.stack(per_state) for per_state in zip(*finals)]
+    def fused(self, xp: Any, sequence_lens: Any, steps: int) -> bool:
+        """Whether the fused steps apply: default activations, no clip, no sequence cut short."""
+        return self.standard and (sequence_lens is None or bool(xp.all(sequence_lens >= steps)))
+
+    def outputs(self, y: Any, *states: Any) -> tuple[Any, ...]:
+        """Y [seq, directions, batch, hidden] and each final state (Y_h, Y_c), in the node's layout."""
         if self.batch_major:
             return (y.transpose(2, 0, 1, 3),) + tuple(s.transpose(1, 0, 2) for s in states)
         return (y,) + tuple(states)
@@ -145,15 +149,6 @@ def _project(xp: Any, x: Any, w: Any, bias: Any) -> Any:
     return y.reshape(steps, batch, -1)
 
 
-def _sigmoid_inplace(xp: Any, y: Any) -> Any:
-    """The rnn "sigmoid" activation, 0.5·(tanh(y/2) + 1), written into ``y``."""
-    y *= 0.5
-    xp.tanh(y, out=y)
-    y *= 0.5
-    y += 0.5
-    return y
-
-
 def _split_bias(xp: Any, bias: Any, direction: int, size: int, dtype: np.dtype) -> tuple[Any, Any]:
     """The (input, recurrence) bias vectors of one direction; zeros when B is absent."""
     if bias is None:
@@ -176,18 +171,21 @@ def _run_layer(
         y, final = _scan(xp, step, projected, tuple(s[d] for s in initial), sequence_lens, reverse)
         ys.append(y)
         finals.append(final)
-    return layer.outputs(xp, ys, finals)
+    return layer.outputs(xp.stack(ys, axis=1), *(xp.stack(per_state) for per_state in zip(*finals)))
 
 
 @op("RNN", 1, 7, 14, 22)
 def rnn(ctx: Any, xp: Any) -> Kernel:
     """Simple recurrent layer: Ht = f(Xt W^T + Ht-1 R^T + Wb + Rb)."""
     layer = _parse_layer(ctx, xp, ["Tanh"])
+    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], rnn_fused.RNN)
 
     def run(X, W, R, B=None, sequence_lens=None, initial_h=None):
         x = layer.sequence_major(X)
         hidden = R.shape[-1]
         h0 = layer.initial(xp, initial_h, x.shape[1], hidden, X.dtype)
+        if layer.fused(xp, sequence_lens, x.shape[0]):
+            return layer.outputs(*rnn_fused.rnn(xp, x, packed(xp, W, R, B), h0, layer.reverse))
 
         def make_step(d, activations):
             (f,) = activations
@@ -209,11 +207,16 @@ def gru(ctx: Any, xp: Any) -> Kernel:
     """Gated recurrent unit layer (update, reset, hidden gates; optional linear_before_reset)."""
     layer = _parse_layer(ctx, xp, ["Sigmoid", "Tanh"])
     linear_before_reset = bool(ctx.attr("linear_before_reset", 0))
+    layout = rnn_fused.GRU if linear_before_reset else rnn_fused.GRU_RESET_FIRST
+    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], layout)
 
     def run(X, W, R, B=None, sequence_lens=None, initial_h=None):
         x = layer.sequence_major(X)
         hidden = R.shape[-1]
         h0 = layer.initial(xp, initial_h, x.shape[1], hidden, X.dtype)
+        if layer.fused(xp, sequence_lens, x.shape[0]):
+            weights = packed(xp, W, R, B)
+            return layer.outputs(*rnn_fused.gru(xp, x, weights, h0, layer.reverse, linear_before_reset))
 
         def make_step(d, activations):
             f, g = activations
@@ -245,12 +248,15 @@ def lstm(ctx: Any, xp: Any) -> Kernel:
     """Long short-term memory layer with optional peepholes and coupled input/forget gates."""
     layer = _parse_layer(ctx, xp, ["Sigmoid", "Tanh", "Tanh"])
     input_forget = bool(ctx.attr("input_forget", 0))
+    packed = rnn_fused.packer([ctx.constant(i) for i in (1, 2, 3)], rnn_fused.LSTM)
 
     def run(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
         x = layer.sequence_major(X)
         hidden = R.shape[-1]
         h0 = layer.initial(xp, initial_h, x.shape[1], hidden, X.dtype)
         c0 = layer.initial(xp, initial_c, x.shape[1], hidden, X.dtype)
+        if P is None and not input_forget and layer.fused(xp, sequence_lens, x.shape[0]):
+            return layer.outputs(*rnn_fused.lstm(xp, x, packed(xp, W, R, B), h0, c0, layer.reverse))
 
         def make_step(d, activations):
             f, g, h_act = activations
@@ -270,22 +276,7 @@ def lstm(ctx: Any, xp: Any) -> Kernel:
                 o = f(layer.clipped(xp, go + peep_o * c_new))
                 return o * h_act(layer.clipped(xp, c_new)), c_new
 
-            def standard_step(projected, state):
-                h, c = state
-                gates = h @ recurrence
-                gates += projected
-                _sigmoid_inplace(xp, gates[:, : 3 * hidden])
-                xp.tanh(gates[:, 3 * hidden :], out=gates[:, 3 * hidden :])
-                i, o, forget, candidate = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
-                c_new = forget * c
-                candidate *= i
-                c_new += candidate
-                h_new = xp.tanh(c_new)
-                h_new *= o
-                return h_new, c_new
-
-            fast = layer.standard and P is None and not input_forget
-            return _project(xp, x, W[d], wb + rb), standard_step if fast else step
+            return _project(xp, x, W[d], wb + rb), step
 
         return _run_layer(xp, layer, sequence_lens, [h0, c0], make_step)
 
