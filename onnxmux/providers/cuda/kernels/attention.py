@@ -24,8 +24,8 @@ def fused_attention(ctx: NodeContext, xp: Any):
         if any(a is not None and a.dtype != FLOAT32 for a in (q, kt, v, mask)):
             return shared(q, kt, v, mask)
         scores = xp.matmul(q, kt)  # a new C-contiguous array: the softmax rows are its last axis
-        if not scores.size:
-            return shared(q, kt, v, mask)
+        if not scores.size or (mask is not None and xp.broadcast_shapes(scores.shape, mask.shape) != scores.shape):
+            return shared(q, kt, v, mask)  # empty, or a mask that broadcasts the scores larger
         if mask is not None:
             raw.scale_add()(mask, scale, scores)
             softmax_last_axis(xp, scores, scores.shape[-1], 1.0, out=scores)
