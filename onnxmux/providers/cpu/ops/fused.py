@@ -5,7 +5,8 @@
 * ``FusedGemm``: Gemm (or, for inputs above 2-D, MatMul with a broadcast bias) plus an activation.
 * ``FusedAttention``: ``softmax(scale * Q @ Kᵀ + mask) @ V`` over the last axis, the softmax
   computed in place on the scores (Kᵀ is given already transposed; mask is optional).
-* ``Gelu`` and ``LayerNormalization``: the ONNX operators, for models whose opset predates them.
+* ``Gelu``, ``LayerNormalization`` and ``RMSNormalization``: the ONNX operators, for models whose
+  opset predates them.
 
 ``activation`` names one of ``ACTIVATIONS``; ``activation_params`` holds its parameters
 (LeakyRelu: alpha; HardSigmoid: alpha, beta; Clip: min, max; Swish: alpha), as in onnxruntime's fused ops.
@@ -20,7 +21,7 @@ import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu.ops.conv import conv
-from onnxmux.providers.cpu.ops.normalization import layer_normalization
+from onnxmux.providers.cpu.ops.normalization import layer_normalization, rms_normalization
 from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, hard_swish_inplace, sigmoid_inplace, swish_inplace
 from onnxmux.providers.cpu.registry import op
 
@@ -244,3 +245,9 @@ def gate(y: Any, x: Any) -> Any:
 def fused_layer_normalization(ctx: NodeContext, xp: Any):
     """ONNX LayerNormalization (opset 17 semantics) for models whose opset predates it."""
     return layer_normalization(ctx, xp)
+
+
+@op("RMSNormalization", 1, domain=DOMAIN)
+def fused_rms_normalization(ctx: NodeContext, xp: Any):
+    """ONNX RMSNormalization (opset 23 semantics) for models whose opset predates it."""
+    return rms_normalization(ctx, xp)

@@ -269,7 +269,10 @@ def rms_normalization(ctx: NodeContext, xp: Any):
     def run(x, scale):
         axes = trailing_axes(x.ndim, axis)
         normalized, inv_rms = rms_standardize(xp, x.astype(stash, copy=False), axes, epsilon)
-        return (normalized.astype(x.dtype) * scale).astype(x.dtype, copy=False), inv_rms
+        y = normalized.astype(x.dtype, copy=False)
+        if xp.broadcast_shapes(y.shape, scale.shape) == y.shape:
+            return xp.multiply(y, scale, out=y, casting="unsafe"), inv_rms  # y is rms_standardize's own buffer
+        return (y * scale).astype(x.dtype, copy=False), inv_rms
 
     return run
 
