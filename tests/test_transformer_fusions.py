@@ -108,3 +108,44 @@ def test_attention_fuses_when_the_mask_shape_is_not_the_scores(mask: tuple[int, 
     got, want = run(fused, feeds), run(model, feeds)
     assert got[0].shape == want[0].shape == np.broadcast_shapes((1, 2, 6, 4), mask[:-1] + (4,))
     assert_same(got, want)
+
+
+def view_model(source: str) -> object:
+    """``y.view(b, s, 2, 4)`` of y = x @ W, its b and s read from ``source``'s runtime shape (opset 13)."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Shape", [source], ["shape"])]
+    for i in (0, 1):
+        nodes += [
+            helper.make_node("Gather", ["shape", f"i{i}"], [f"d{i}"], axis=0),
+            helper.make_node("Unsqueeze", [f"d{i}", "zero"], [f"u{i}"]),
+        ]
+    nodes += [
+        helper.make_node("Concat", ["u0", "u1", "heads"], ["target"], axis=0),
+        helper.make_node("Reshape", ["y", "target"], ["z"]),
+    ]
+    initializers = [
+        tensor("w", randn(8, 8)), tensor("i0", np.int64(0)), tensor("i1", np.int64(1)),
+        tensor("zero", np.array([0], np.int64)), tensor("heads", np.array([2, 4], np.int64)),
+    ]
+    inputs = [helper.make_tensor_value_info("x", FLOAT, ["b", "s", 8]), helper.make_tensor_value_info("other", FLOAT, ["c", "s", 8])]
+    outputs = [helper.make_tensor_value_info("z", FLOAT, ["n0", "n1", "n2", "n3"])]
+    return make_model(nodes, inputs, outputs, initializers, opset=13)
+
+
+def test_reshape_target_from_the_same_dims_becomes_constant() -> None:
+    model = view_model("x")
+    feeds = {"x": randn(3, 5, 8), "other": randn(3, 5, 8)}
+    fused = optimized(model, 2)
+    assert [n.op_type for n in fused.graph] == ["MatMul", "Reshape"]
+    target = next(n for n in fused.graph if n.op_type == "Reshape").inputs[1].const_value.numpy()
+    assert target.tolist() == [0, 0, 2, 4]
+    got, want = run(fused, feeds), run(model, feeds)
+    assert got[0].shape == (3, 5, 2, 4)
+    assert_same(got, want)
+
+
+def test_reshape_target_from_another_tensors_dims_is_kept() -> None:
+    model = view_model("other")  # its first dimension "c" is not known to equal y's "b"
+    fused = optimized(model, 2)
+    assert "Shape" in [n.op_type for n in fused.graph]
+    feeds = {"x": randn(3, 5, 8), "other": randn(3, 5, 8)}
+    assert_same(run(fused, feeds), run(model, feeds))
