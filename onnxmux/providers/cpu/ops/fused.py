@@ -159,10 +159,10 @@ def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> 
     q, kt, v = (a.astype(work, copy=False) for a in (q, kt, v))
     if scale != 1:
         q = q * work.type(scale)  # the smaller operand: scaled instead of the scores
-    lead = xp.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
+    lead = np.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
     scores_shape = lead + (q.shape[-2], kt.shape[-1])
     if mask is not None:
-        scores_shape = xp.broadcast_shapes(scores_shape, mask.shape)
+        scores_shape = np.broadcast_shapes(scores_shape, mask.shape)
     if len(lead) == 0 or math.prod(scores_shape) <= _SLICE_SCORES or scores_shape[:-2] != lead:
         return _attend_slice(xp, q, kt, v, mask).astype(dtype, copy=False)
     out = xp.empty(lead + (q.shape[-2], v.shape[-1]), work)
@@ -211,7 +211,7 @@ def _attend_slice(xp: Any, q: Any, kt: Any, v: Any, mask: Any) -> Any:
 
 def _add_mask(xp: Any, scores: Any, mask: Any) -> Any:
     """``scores + mask``: in place unless the mask broadcasts the scores to a larger shape."""
-    if xp.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
+    if np.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
         return scores + mask
     scores += mask
     return scores
