@@ -84,7 +84,7 @@ def norm_session(op_type: str, shape: list[int], axis: int) -> tuple[onnxmux.Inf
     normalized = shape[axis:]
     params = ["scale", "bias"][: 2 if op_type == "LayerNormalization" else 1]
     node = helper.make_node(op_type, ["x", *params], ["y"], axis=axis, epsilon=1e-5)
-    inits = [helper.make_tensor(p, TensorProto.FLOAT, normalized, RNG.standard_normal(normalized).astype(np.float32).ravel()) for p in params]
+    inits = [numpy_helper.from_array(RNG.standard_normal(normalized).astype(np.float32), p) for p in params]
     graph = helper.make_graph(
         [node], "norm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits,

@@ -228,7 +228,8 @@ def _fuse_attention(graph: ir.Graph, softmax: ir.Node, mine: set[ir.Node]) -> ir
         orders = (step.inputs,) if step.op_type == "Div" else (step.inputs, step.inputs[::-1])
         for chain, factor_value in orders:
             factor = constant(factor_value)
-            if factor is not None and factor.size == 1 and factor.ndim <= r and factor.dtype == dtype(value).numpy() and factor.any():
+            scalar = factor is not None and factor.size == 1 and factor.ndim <= r  # ndim: no broadcast growth
+            if scalar and factor.dtype == dtype(value).numpy() and factor.any():
                 number = float(factor.reshape(()))
                 scale = 1 / number if step.op_type == "Div" else number
                 value = chain
