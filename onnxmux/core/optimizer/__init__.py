@@ -37,6 +37,8 @@ from onnxmux.core.optimizer.extended import (
     FuseMatMulAddToGemm,
 )
 from onnxmux.core.optimizer.folding import ConstantFolding
+from onnxmux.core.optimizer.reshape_dims import ConstantReshapeTarget
+from onnxmux.core.optimizer.rms_norm import FuseRMSNormalization
 from onnxmux.core.optimizer.rules import PatternRule, Rule, RuleReport
 from onnxmux.core.optimizer.safety import Snapshot, clone_snapshot, graph_problems, model_problems, restore_clone
 from onnxmux.core.optimizer.transformer import FuseFastGelu, FuseGelu, FuseLayerNormalization, FuseSoftmax
@@ -69,10 +71,12 @@ BUILTIN_RULES: tuple[tuple[int, type[Rule]], ...] = (
     (2, FuseConvAdd),
     (2, FuseMatMulAddToGemm),
     (2, FuseGemmTranspose),
+    (2, ConstantReshapeTarget),
     (2, CollapseReshapeChain),
     (2, FuseGelu),
     (2, FuseFastGelu),
     (2, FuseLayerNormalization),
+    (2, FuseRMSNormalization),
     (2, FuseSoftmax),
     (1, DeadCodeElimination),
 )

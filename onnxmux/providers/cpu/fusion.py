@@ -200,7 +200,11 @@ def _is_row_bias(bias: ir.Value, product: ir.Value) -> bool:
 
 
 def _fuse_attention(graph: ir.Graph, softmax: ir.Node, mine: set[ir.Node]) -> ir.Node | None:
-    """MatMul(Q, Kᵀ) [/ c or * c] [+ mask] -> Softmax(last axis) -> MatMul(·, V) -> FusedAttention."""
+    """MatMul(Q, Kᵀ) [/ c or * c] [+ mask] -> Softmax(last axis) -> MatMul(·, V) -> FusedAttention.
+
+    The mask may broadcast the scores to a larger shape (the kernel then adds it out of place),
+    so symbolic dimensions the shape inference named differently do not prevent the fusion.
+    """
     scores = softmax.inputs[0]
     r = rank(scores)
     axis = attr(softmax, "axis", -1 if opset(graph) >= 13 else 1)
@@ -214,7 +218,7 @@ def _fuse_attention(graph: ir.Graph, softmax: ir.Node, mine: set[ir.Node]) -> ir
     step = _producer(value, mine)
     if is_op(step, "Add"):
         for chain, addend in (step.inputs, step.inputs[::-1]):
-            if is_op(_producer(chain, mine), "Div", "Mul", "MatMul") and same_shape(step.outputs[0], chain):
+            if is_op(_producer(chain, mine), "Div", "Mul", "MatMul"):
                 if dtype(addend) == dtype(value):
                     mask, value = addend, chain
                     pattern.insert(0, step)
@@ -224,14 +228,15 @@ def _fuse_attention(graph: ir.Graph, softmax: ir.Node, mine: set[ir.Node]) -> ir
         orders = (step.inputs,) if step.op_type == "Div" else (step.inputs, step.inputs[::-1])
         for chain, factor_value in orders:
             factor = constant(factor_value)
-            if factor is not None and factor.size == 1 and factor.dtype == dtype(value).numpy() and factor.any():
+            scalar = factor is not None and factor.size == 1 and factor.ndim <= r  # ndim: no broadcast growth
+            if scalar and factor.dtype == dtype(value).numpy() and factor.any():
                 number = float(factor.reshape(()))
                 scale = 1 / number if step.op_type == "Div" else number
                 value = chain
                 pattern.insert(0, step)
                 step = _producer(value, mine)
                 break
-    if not is_op(step, "MatMul") or not same_shape(step.outputs[0], scores):
+    if not is_op(step, "MatMul"):
         return None
     if min(rank(v) or 0 for v in step.inputs) < 2:
         return None

@@ -5,7 +5,8 @@
 * ``FusedGemm``: Gemm (or, for inputs above 2-D, MatMul with a broadcast bias) plus an activation.
 * ``FusedAttention``: ``softmax(scale * Q @ Kᵀ + mask) @ V`` over the last axis, the softmax
   computed in place on the scores (Kᵀ is given already transposed; mask is optional).
-* ``Gelu`` and ``LayerNormalization``: the ONNX operators, for models whose opset predates them.
+* ``Gelu``, ``LayerNormalization`` and ``RMSNormalization``: the ONNX operators, for models whose
+  opset predates them.
 
 ``activation`` names one of ``ACTIVATIONS``; ``activation_params`` holds its parameters
 (LeakyRelu: alpha; HardSigmoid: alpha, beta; Clip: min, max; Swish: alpha), as in onnxruntime's fused ops.
@@ -13,13 +14,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu.ops.conv import conv
-from onnxmux.providers.cpu.ops.normalization import layer_normalization
+from onnxmux.providers.cpu.ops.normalization import layer_normalization, rms_normalization
 from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, hard_swish_inplace, sigmoid_inplace, swish_inplace
 from onnxmux.providers.cpu.registry import op
 
@@ -148,17 +150,71 @@ def fused_attention(ctx: NodeContext, xp: Any):
 
 
 def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> Any:
-    """``softmax(scale * q @ kt + mask) @ v``, the softmax in place on the one scores buffer."""
-    work = compute_dtype(q.dtype)
-    scores = xp.matmul(q.astype(work, copy=False), kt.astype(work, copy=False))
+    """``softmax(scale * q @ kt + mask) @ v``, the softmax in place on one scores buffer.
+
+    Large score tensors are computed one leading index (batch, head) at a time, so that each
+    slice's passes run in cache.
+    """
+    dtype, work = q.dtype, compute_dtype(q.dtype)
+    q, kt, v = (a.astype(work, copy=False) for a in (q, kt, v))
     if scale != 1:
-        scores *= scale
+        q = q * work.type(scale)  # the smaller operand: scaled instead of the scores
+    lead = np.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
+    scores_shape = lead + (q.shape[-2], kt.shape[-1])
     if mask is not None:
-        scores += mask
+        scores_shape = np.broadcast_shapes(scores_shape, mask.shape)
+    if len(lead) == 0 or math.prod(scores_shape) <= _SLICE_SCORES or scores_shape[:-2] != lead:
+        return _attend_slice(xp, q, kt, v, mask).astype(dtype, copy=False)
+    out = xp.empty(lead + (q.shape[-2], v.shape[-1]), work)
+    parts = [xp.broadcast_to(a, lead + a.shape[-2:]) for a in (q, kt, v)]
+    if mask is not None:
+        mask = xp.broadcast_to(mask, scores_shape)
+    for index in np.ndindex(*lead):
+        part_mask = None if mask is None else mask[index]
+        out[index] = _attend_slice(xp, *(a[index] for a in parts), part_mask)
+    return out.astype(dtype, copy=False)
+
+
+#: Score tensors above this many elements (1 MB of float32) are computed slice by slice.
+_SLICE_SCORES = 1 << 18
+#: Largest score for which exp needs no shift: exp(60) times any row length stays finite.
+_EXP_SAFE = 60.0
+#: Smallest row sum of unshifted exps taken as exact: the row's largest term is far from subnormal.
+_SUM_SAFE = 1e-20
+
+
+def _attend_slice(xp: Any, q: Any, kt: Any, v: Any, mask: Any) -> Any:
+    """``softmax(q @ kt + mask) @ v`` with the row normalisation applied to the (narrower) result.
+
+    Softmax is shift-invariant; the usual row-maximum shift is only needed against overflow and
+    underflow, so exp runs unshifted when the largest score is small and every row sum stays normal,
+    and otherwise the scores are recomputed and shifted by their row maxima.
+    """
+    scores = xp.matmul(q, kt)
+    if mask is not None:
+        scores = _add_mask(xp, scores, mask)
+    if scores.size and float(scores.max()) <= _EXP_SAFE:
+        xp.exp(scores, out=scores)
+        sums = xp.matmul(scores, xp.ones((scores.shape[-1], 1), scores.dtype))
+        if float(sums.min()) >= _SUM_SAFE:
+            out = xp.matmul(scores, v)
+            out *= xp.reciprocal(sums, out=sums)
+            return out
+        scores = xp.matmul(q, kt)
+        if mask is not None:
+            scores = _add_mask(xp, scores, mask)
     scores -= scores.max(axis=-1, keepdims=True)
     xp.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
-    return xp.matmul(scores, v.astype(work, copy=False)).astype(q.dtype, copy=False)
+    return xp.matmul(scores, v)
+
+
+def _add_mask(xp: Any, scores: Any, mask: Any) -> Any:
+    """``scores + mask``: in place unless the mask broadcasts the scores to a larger shape."""
+    if np.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
+        return scores + mask
+    scores += mask
+    return scores
 
 
 @op("Gelu", 1, domain=DOMAIN)
@@ -189,3 +245,9 @@ def gate(y: Any, x: Any) -> Any:
 def fused_layer_normalization(ctx: NodeContext, xp: Any):
     """ONNX LayerNormalization (opset 17 semantics) for models whose opset predates it."""
     return layer_normalization(ctx, xp)
+
+
+@op("RMSNormalization", 1, domain=DOMAIN)
+def fused_rms_normalization(ctx: NodeContext, xp: Any):
+    """ONNX RMSNormalization (opset 23 semantics) for models whose opset predates it."""
+    return rms_normalization(ctx, xp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,8 +48,53 @@ def standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple
 
 def rms_standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any]:
     """``x / sqrt(mean(x^2) + epsilon)`` over ``axes``, with that inverse root mean square."""
+    axes = tuple(a % x.ndim for a in axes)
+    if _by_rows(x, axes):
+        rows = x.reshape(-1, math.prod(x.shape[axes[0] :]))
+        inv_rms = _inverse_root(xp, _row_dots(xp, rows), rows.shape[1], epsilon)
+        return (rows * inv_rms).reshape(x.shape), inv_rms.reshape(_kept_shape(x.shape, axes))
     inv_rms = 1 / xp.sqrt(xp.mean(x * x, axis=axes, keepdims=True) + epsilon)
     return x * inv_rms, inv_rms
+
+
+def _by_rows(x: Any, axes: tuple[int, ...]) -> bool:
+    """Whether normalizing over ``axes`` can run on ``x`` flattened to rows: the axes are the trailing
+    ones, the array is not empty and its dtype is one BLAS reduces (the row sums are matrix products)."""
+    return x.size > 0 and x.dtype in _BLAS_FLOATS and axes == tuple(range(axes[0], x.ndim))
+
+
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with the reduced trailing ``axes`` kept as size 1 (keepdims)."""
+    return tuple(shape[: axes[0]]) + (1,) * len(axes)
+
+
+def _row_dots(xp: Any, rows: Any) -> Any:
+    """Each row's dot product with itself, as a column: one pass, no squared temporary."""
+    return xp.einsum("ij,ij->i", rows, rows).reshape(-1, 1)
+
+
+def _inverse_root(xp: Any, sums: Any, n: int, epsilon: float) -> Any:
+    """``1 / sqrt(sums / n + epsilon)`` in place on the (small) column of sums."""
+    sums *= sums.dtype.type(1 / n)
+    sums += sums.dtype.type(epsilon)
+    xp.sqrt(sums, out=sums)
+    return xp.reciprocal(sums, out=sums)
+
+
+def _centered_rows(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any, Any]:
+    """``(x - mean) / sqrt(var + epsilon)`` over trailing ``axes``, as a new (rows, n) buffer, with
+    the mean and inverse deviation as (rows, 1) columns; the row sums are BLAS matrix-vector products."""
+    rows = x.reshape(-1, math.prod(x.shape[axes[0] :]))
+    n = rows.shape[1]
+    mean = xp.matmul(rows, xp.ones((n, 1), rows.dtype))
+    mean *= mean.dtype.type(1 / n)
+    centered = rows - mean
+    inv_std = _inverse_root(xp, _row_dots(xp, centered), n, epsilon)
+    centered *= inv_std
+    return centered, mean, inv_std
 
 
 def _batch_norm_affine(
@@ -190,10 +236,15 @@ def layer_normalization(ctx: NodeContext, xp: Any):
     def run(x, scale, bias=None):
         axes = trailing_axes(x.ndim, axis)
         xs = x.astype(stash, copy=False)
-        mean = xp.mean(xs, axis=axes, keepdims=True)
-        y = xs - mean  # the one full-size buffer: centred, scaled and shifted in place
-        inv_std = 1 / xp.sqrt(xp.mean(xp.square(y), axis=axes, keepdims=True) + epsilon)
-        y *= inv_std
+        if _by_rows(xs, axes):
+            y, mean, inv_std = _centered_rows(xp, xs, axes, epsilon)
+            kept = _kept_shape(x.shape, axes)
+            y, mean, inv_std = y.reshape(x.shape), mean.reshape(kept), inv_std.reshape(kept)
+        else:
+            mean = xp.mean(xs, axis=axes, keepdims=True)
+            y = xs - mean  # the one full-size buffer: centred, scaled and shifted in place
+            inv_std = 1 / xp.sqrt(xp.mean(xp.square(y), axis=axes, keepdims=True) + epsilon)
+            y *= inv_std
         y = y.astype(x.dtype, copy=False)
         for param, apply in ((scale, xp.multiply), (bias, xp.add)):
             if param is None:
@@ -218,7 +269,10 @@ def rms_normalization(ctx: NodeContext, xp: Any):
     def run(x, scale):
         axes = trailing_axes(x.ndim, axis)
         normalized, inv_rms = rms_standardize(xp, x.astype(stash, copy=False), axes, epsilon)
-        return (normalized.astype(x.dtype) * scale).astype(x.dtype, copy=False), inv_rms
+        y = normalized.astype(x.dtype, copy=False)
+        if xp.broadcast_shapes(y.shape, scale.shape) == y.shape:
+            return xp.multiply(y, scale, out=y, casting="unsafe"), inv_rms  # y is rms_standardize's own buffer
+        return (y * scale).astype(x.dtype, copy=False), inv_rms
 
     return run
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cuda.kernels import raw
 from onnxmux.providers.cuda.kernels.common import FLOAT32
@@ -24,8 +26,8 @@ def fused_attention(ctx: NodeContext, xp: Any):
         if any(a is not None and a.dtype != FLOAT32 for a in (q, kt, v, mask)):
             return shared(q, kt, v, mask)
         scores = xp.matmul(q, kt)  # a new C-contiguous array: the softmax rows are its last axis
-        if not scores.size:
-            return shared(q, kt, v, mask)
+        if not scores.size or (mask is not None and np.broadcast_shapes(scores.shape, mask.shape) != scores.shape):
+            return shared(q, kt, v, mask)  # empty, or a mask that broadcasts the scores larger
         if mask is not None:
             raw.scale_add()(mask, scale, scores)
             softmax_last_axis(xp, scores, scores.shape[-1], 1.0, out=scores)
