@@ -344,3 +344,30 @@ def test_unsupported_variants_fail_clearly() -> None:
     three_bits = _node_model("MatMulNBits", [("A", F, _f(2, 16)), ("B", U8, np.zeros((4, 1, 6), np.uint8)), ("scales", F, _f(4, 1))], ["Y"], N=4, K=16, bits=3, block_size=16)
     with pytest.raises(onnxmux.InvalidGraph, match="bits must be one of 2, 4, 8"):
         onnxmux.InferenceSession(three_bits)
+
+
+def test_onnx_reference_imports_after_a_com_microsoft_model_loads() -> None:
+    """Loading a model with com.microsoft operators registers their schemas; onnx's reference
+    evaluator, imported afterwards in the same process, must still import (it refuses an operator
+    name held in two domains when it meets it first)."""
+    script = """
+import numpy as np, onnx
+from onnx import TensorProto, helper
+import onnxmux
+node = helper.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], domain="com.microsoft")
+graph = helper.make_graph([node], "g", [
+    helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8]),
+    helper.make_tensor_value_info("pos", TensorProto.INT64, [1, 2]),
+    helper.make_tensor_value_info("cos", TensorProto.FLOAT, [4, 4]),
+    helper.make_tensor_value_info("sin", TensorProto.FLOAT, [4, 4])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+onnxmux.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+import onnx.reference
+print(type(onnx.reference.ReferenceEvaluator).__name__)
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

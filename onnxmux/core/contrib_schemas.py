@@ -161,6 +161,9 @@ def register() -> None:
     if _registered:
         return
     _registered = True
+    # onnx's reference evaluator indexes every schema by name when first imported and refuses a
+    # name held in two domains (RotaryEmbedding, Attention): let it index onnx's own first.
+    import onnx.reference.op_run  # noqa: F401
     for op_type, (domain, inputs, outputs, infer) in _RULES.items():
         if _known(op_type, domain):
             continue
