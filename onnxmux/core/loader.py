@@ -74,7 +74,7 @@ def load(
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
     check_external_data(proto, base_dir)
-    validation.check_tensors(proto)
+    raw_initializers = validation.check_tensors(proto)
     if proto.functions:
         proto = _inline_functions(proto)
     validation.check_nodes(proto)
@@ -88,9 +88,28 @@ def load(
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
     if base_dir is not None:
         ir.external_data.set_base_dir(model.graph, base_dir)
+    _adopt_raw_initializers(model.graph, raw_initializers)
     _fix_initializer_inputs(model)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
+
+
+def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:
+    """Give the initializers read during validation arrays over those bytes.
+
+    onnx-ir's proto-backed tensors copy their raw_data out of the proto on every ``numpy()``
+    call (and the optimizer and compiler call it more than once); arrays over the bytes
+    validation already read make every later read free.
+    """
+    for name, value in graph.initializers.items():
+        tensor, data = value.const_value, raw.get(name)
+        if data is None or not isinstance(tensor, ir.serde.TensorProtoTensor):
+            continue
+        dtype = tensor.dtype
+        if dtype == ir.DataType.STRING or dtype.bitwidth % 8:  # packed sub-byte types keep onnx-ir's unpacking
+            continue
+        array = np.frombuffer(data, dtype=dtype.numpy().newbyteorder("<")).reshape(tuple(tensor.shape.numpy()))
+        value.const_value = ir.Tensor(array, dtype=dtype, name=tensor.name, doc_string=tensor.doc_string)
 
 
 #: Before this IR version every initializer is also listed as a graph input.

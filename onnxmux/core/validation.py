@@ -61,21 +61,37 @@ def _label(message: Message, where: str) -> str:
 
 
 # -- tensors ------------------------------------------------------------------------------
-def check_tensors(proto: onnx.ModelProto) -> None:
-    """Every tensor's data type, dims, data field and data size agree."""
-    for where, tensor in model_tensors(proto):
-        check_tensor(f"{where} '{tensor.name}'", tensor)
+def check_tensors(proto: onnx.ModelProto) -> dict[str, bytes]:
+    """Every tensor's data type, dims, data field and data size agree.
+
+    Returns the raw_data bytes read from the main graph's initializers (by name; names given
+    twice are left out): protobuf copies them on each read, so the loader builds the weights
+    from these instead of copying them again.
+    """
+    raw: dict[str, bytes] = {}
+    twice: set[str] = set()
+    main = len(proto.graph.initializer)
+    for index, (where, tensor) in enumerate(model_tensors(proto)):
+        data = check_tensor(f"{where} '{tensor.name}'", tensor)
+        if index < main and data is not None:  # model_tensors yields the main initializers first
+            if tensor.name in raw:
+                twice.add(tensor.name)
+            raw[tensor.name] = data
+    for name in twice:
+        del raw[name]
+    return raw
 
 
-def check_tensor(what: str, tensor: TensorProto) -> None:
-    """One tensor's data type, dims and inline data agree (external data is checked elsewhere)."""
+def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
+    """One tensor's data type, dims and inline data agree (external data is checked elsewhere);
+    returns its raw_data when it has some."""
     dtype = tensor.data_type
     if dtype == TensorProto.UNDEFINED or dtype not in TensorProto.DataType.values():
         raise InvalidGraph(f"{what}: unknown data type {dtype}")
     if any(d < 0 for d in tensor.dims):
         raise InvalidGraph(f"{what}: negative dimension in dims {list(tensor.dims)}")
     if tensor.data_location == TensorProto.EXTERNAL:
-        return
+        return None
     count = math.prod(tensor.dims)
     field = onnx.helper.tensor_dtype_to_field(dtype)
     type_name = TensorProto.DataType.Name(dtype)
@@ -87,11 +103,12 @@ def check_tensor(what: str, tensor: TensorProto) -> None:
             raise InvalidGraph(f"{what}: a STRING tensor cannot hold raw_data")
         bits = _SUB_BYTE_BITS.get(dtype, 8 * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize)
         expected = (count * bits + 7) // 8
-        if len(tensor.raw_data) != expected:
+        data = tensor.raw_data  # a copy: read once
+        if len(data) != expected:
             raise InvalidGraph(
-                f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(tensor.raw_data)}"
+                f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(data)}"
             )
-        return
+        return data
     if dtype == TensorProto.STRING:
         for index, item in enumerate(tensor.string_data):
             try:
@@ -105,6 +122,7 @@ def check_tensor(what: str, tensor: TensorProto) -> None:
         fits = held == count * (2 if dtype in _COMPLEX else 1)
     if not fits:
         raise InvalidGraph(f"{what}: dims {list(tensor.dims)} need {count} elements, the tensor holds {held} in {field}")
+    return None
 
 
 # -- nodes --------------------------------------------------------------------------------

@@ -169,29 +169,45 @@ class _Run:
 
     def builtins(self, rules: list[Rule]) -> None:
         """Run ``rules`` in rounds until none changes anything; a failing rule is rolled back
-        (with everything after the last good state) and the rounds restart without it."""
+        (with everything after the last good state) and the rounds restart without it.
+
+        The graph is checked once, after the last round; only when something failed are the
+        rounds replayed from the snapshot with a check after every rewrite, which finds the rule
+        at fault (rules are deterministic, so the replay makes the same rewrites).
+        """
         saved = Snapshot(self.model.graph)
         kept = dict(self.reports)
+        each = False
         while True:
             try:
-                self._rounds(rules)
+                if self._rounds(rules, graph_problems if each else None) and not each:
+                    problems = graph_problems(self.model.graph)
+                    if problems:
+                        raise _RuleFailed(rules[0], "left an invalid graph: " + "; ".join(problems[:3]))
                 return
             except _RuleFailed as failure:
                 saved.restore()
                 self.nodes = self._count()
                 self.reports = kept
+                if not each:  # replay, checking every rewrite, to blame the right rule
+                    each = True
+                    continue
                 rules = [r for r in rules if r is not failure.rule]
                 self._failed(failure.rule, "built-in", failure.reason)
                 kept = dict(self.reports)
 
-    def _rounds(self, rules: list[Rule]) -> None:
+    def _rounds(self, rules: list[Rule], check) -> bool:
+        """Apply the rules in rounds until one changes nothing; True when any rule changed the graph."""
+        changed_any = False
         for _ in range(MAX_ROUNDS):
             changed = False
             for rule in rules:
-                if self._apply(rule, "built-in", check=graph_problems):
+                if self._apply(rule, "built-in", check=check):
                     changed = True
             if not changed:
-                return
+                break
+            changed_any = True
+        return changed_any
 
     def user(self, rule: Rule) -> bool:
         """Apply one user rule on a snapshot-protected graph; True when it changed something."""
@@ -219,7 +235,7 @@ class _Run:
         if not rewrites and kind != "user":
             return 0
         # A user rule is checked even when it reports no rewrites: it may be wrong about that too.
-        problems = check(graph)
+        problems = check(graph) if check is not None else []
         if problems:
             raise _RuleFailed(rule, "left an invalid graph: " + "; ".join(problems[:3]))
         if not rewrites:
