@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from onnxmux.core.bulk_attrs import BulkAttr
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.types import TypeInfo
 
@@ -56,6 +57,16 @@ class NodeContext:
             raise self.error(f"required attribute '{name}' is missing")
         return default
 
+    def array(self, name: str, dtype: Any) -> np.ndarray:
+        """A list attribute as a 1-D read-only array of ``dtype`` (empty when absent), without the
+        per-item conversion when the loader read it in bulk."""
+        attr = self.node.attributes.get(name)
+        if isinstance(attr, BulkAttr):
+            return attr.array.astype(dtype, copy=False)
+        array = np.asarray(self.attr(name, ()), dtype=dtype).ravel()
+        array.flags.writeable = False
+        return array
+
     def has_output(self, i: int) -> bool:
         """Whether output ``i`` exists and is consumed (optional outputs may be left out)."""
         return i < self.num_outputs and self.outputs[i] is not None
@@ -90,6 +101,8 @@ class NodeContext:
 def _attr_value(attr: ir.Attr) -> Any:
     """An IR attribute as a plain value: ints, floats, str, lists, numpy arrays, or ir.Graph."""
     kind = attr.type
+    if isinstance(attr, BulkAttr):
+        return attr.array.tolist()
     value = attr.value
     if kind == ir.AttributeType.TENSOR:
         return tensor_to_numpy(value)

@@ -15,7 +15,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core import contrib_schemas, validation
+from onnxmux.core import bulk_attrs, contrib_schemas, validation
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
@@ -40,6 +40,7 @@ class LoadedModel:
     """A model ready for optimization and partitioning."""
 
     model: ir.Model
+    #: The parsed model, for its metadata; its long list attributes are only on ``model`` (bulk_attrs.py).
     proto: onnx.ModelProto
     #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
     base_dir: Path | None
@@ -79,13 +80,16 @@ def load(
         proto = _inline_functions(proto)
     validation.check_nodes(proto)
     _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
+    long_lists = bulk_attrs.detach_long_lists(proto.graph, bulk_attrs.INFERENCE_IGNORES)
     proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
+    long_lists += bulk_attrs.detach_long_lists(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
+    bulk_attrs.attach_long_lists(model.graph, long_lists)
     if base_dir is not None:
         ir.external_data.set_base_dir(model.graph, base_dir)
     _adopt_raw_initializers(model.graph, raw_initializers)

@@ -10,6 +10,7 @@ from typing import Any, Hashable
 
 import onnx_ir as ir
 
+from onnxmux.core.bulk_attrs import BulkAttr
 from onnxmux.core.context import tensor_to_numpy
 from onnxmux.core.optimizer.editing import (
     ONNXMUX_DOMAIN,
@@ -295,7 +296,10 @@ def _attr_key(attribute: ir.Attr) -> Hashable | None:
     """A hashable form of an attribute's value (None for kinds CSE does not compare)."""
     if attribute.is_ref():
         return None
-    kind, value = attribute.type, attribute.value
+    kind = attribute.type
+    if isinstance(attribute, BulkAttr):  # a long list: its bytes, without making its tuple
+        return (kind, attribute.array.tobytes())
+    value = attribute.value
     if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):
         return (kind, value)
     if kind in (ir.AttributeType.INTS, ir.AttributeType.FLOATS, ir.AttributeType.STRINGS):

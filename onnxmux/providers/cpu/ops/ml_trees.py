@@ -39,6 +39,7 @@ _LEGACY_MODES = {
     "BRANCH_NEQ": _NEQ,
     "LEAF": _LEAF,
 }
+_UNKNOWN_MODE = -2
 _UFUNC_NAMES = {
     _LEQ: "less_equal",
     _LT: "less",
@@ -121,19 +122,23 @@ def _build_forest(
 
 def _depth(ctx: NodeContext, children: np.ndarray, is_leaf: np.ndarray, roots: np.ndarray) -> int:
     """The number of branch nodes on the longest root-to-leaf path."""
-    frontier = np.unique(roots[~is_leaf[roots]])
+    seen = np.zeros(is_leaf.size, dtype=bool)
+    seen[roots] = True
+    frontier = np.flatnonzero(seen & ~is_leaf)
     depth = 0
     while frontier.size:
         depth += 1
         if depth > is_leaf.size:
             raise ctx.error("the trees contain a cycle")
-        reached = np.unique(np.concatenate([children[2 * frontier], children[2 * frontier + 1]]))
-        frontier = reached[~is_leaf[reached]]
+        seen[:] = False
+        seen[children[2 * frontier]] = True
+        seen[children[2 * frontier + 1]] = True
+        frontier = np.flatnonzero(seen & ~is_leaf)
     return depth
 
 
 def _ints(ctx: NodeContext, name: str) -> np.ndarray:
-    return np.asarray(ctx.attr(name, []), dtype=np.int64).ravel()
+    return ctx.array(name, np.int64)
 
 
 def _same_length(ctx: NodeContext, prefix: str, arrays: dict[str, np.ndarray]) -> None:
@@ -215,20 +220,58 @@ def _float_attr(ctx: NodeContext, name: str) -> np.ndarray:
     tensor = ctx.attr(f"{name}_as_tensor", None)
     if tensor is not None:
         return np.asarray(tensor, dtype=np.float64).ravel()
-    return np.asarray(ctx.attr(name, []), dtype=np.float32)
+    return ctx.array(name, np.float32)
+
+
+def _legacy_modes(ctx: NodeContext) -> np.ndarray:
+    """nodes_modes as comparison numbers."""
+    modes = ctx.attr("nodes_modes", [])
+    codes = np.array([_LEGACY_MODES.get(m, _UNKNOWN_MODE) for m in modes], dtype=np.int64)
+    if (codes == _UNKNOWN_MODE).any():
+        raise ctx.error(f"unknown nodes_modes {sorted(set(modes) - set(_LEGACY_MODES))}")
+    return codes
+
+
+def _pair_index(ctx: NodeContext, trees: np.ndarray, ids: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``locate(trees, ids)``: the positions of (tree id, node id) pairs in the node table, found
+    with sorted keys; an InvalidGraph for a pair given twice or one that does not exist."""
+    tree_values, tree_rank = np.unique(trees, return_inverse=True)
+    id_values, id_rank = np.unique(ids, return_inverse=True)
+    span = max(id_values.size, 1)
+    keys = tree_rank.ravel() * span + id_rank.ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        raise ctx.error("a (tree id, node id) pair appears twice")
+
+    def locate(want_trees: np.ndarray, want_ids: np.ndarray) -> np.ndarray:
+        t, t_found = _sorted_position(tree_values, want_trees)
+        i, i_found = _sorted_position(id_values, want_ids)
+        k, k_found = _sorted_position(sorted_keys, t * span + i)
+        found = t_found & i_found & k_found
+        if not found.all():
+            bad = int(np.flatnonzero(~found)[0])
+            raise ctx.error(f"(tree id, node id) {(int(want_trees[bad]), int(want_ids[bad]))} does not exist")
+        return order[k]
+
+    return locate
+
+
+def _sorted_position(values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each wanted item sits in the sorted array ``values``, and whether it is there."""
+    if values.size == 0:
+        return np.zeros(wanted.shape, dtype=np.intp), np.zeros(wanted.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(values, wanted), values.size - 1)
+    return at, values[at] == wanted
 
 
 def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
     """The forest of a TreeEnsembleRegressor/Classifier node; ``prefix`` names its weights."""
-    modes = ctx.attr("nodes_modes", [])
-    unknown = set(modes) - set(_LEGACY_MODES)
-    if unknown:
-        raise ctx.error(f"unknown nodes_modes {sorted(unknown)}")
     nodes = {
         "treeids": _ints(ctx, "nodes_treeids"),
         "nodeids": _ints(ctx, "nodes_nodeids"),
         "featureids": _ints(ctx, "nodes_featureids"),
-        "modes": np.array([_LEGACY_MODES[m] for m in modes], dtype=np.int64),
+        "modes": _legacy_modes(ctx),
         "values": _float_attr(ctx, "nodes_values"),
         "truenodeids": _ints(ctx, "nodes_truenodeids"),
         "falsenodeids": _ints(ctx, "nodes_falsenodeids"),
@@ -242,16 +285,7 @@ def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
     }
     _same_length(ctx, f"{prefix}_", leaves)
     tree_ids = nodes["treeids"]
-    position = {key: i for i, key in enumerate(zip(tree_ids.tolist(), nodes["nodeids"].tolist()))}
-    if len(position) < tree_ids.size:
-        raise ctx.error("a (tree id, node id) pair appears twice")
-
-    def locate(trees: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        try:
-            return np.array([position[key] for key in zip(trees.tolist(), ids.tolist())], dtype=np.int64)
-        except KeyError as missing:
-            raise ctx.error(f"(tree id, node id) {missing.args[0]} does not exist") from None
-
+    locate = _pair_index(ctx, tree_ids, nodes["nodeids"])
     mode = nodes["modes"]
     branch = mode != _LEAF
     true_next = np.zeros(mode.size, dtype=np.int64)
