@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Union
 
 import numpy as np
 import onnx
@@ -155,13 +157,30 @@ def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
         return _parse(bytes(source), "the model bytes"), None
     path = Path(source)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file, _mapped(file) as data:
+            proto = _parse(data, f"'{path}'")
     except OSError as exc:
         raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
-    return _parse(data, f"'{path}'"), path.resolve().parent
+    return proto, path.resolve().parent
 
 
-def _parse(data: bytes, what: str) -> onnx.ModelProto:
+@contextlib.contextmanager
+def _mapped(file: BinaryIO) -> Iterator[memoryview | bytes]:
+    """The file's bytes, memory-mapped while they are parsed (protobuf copies what it keeps):
+    reading them into memory first would copy every weight once more."""
+    try:
+        mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (ValueError, OSError):  # empty files and files that cannot be mapped are read
+        yield file.read()
+        return
+    try:
+        with memoryview(mapping) as view:
+            yield view
+    finally:
+        mapping.close()
+
+
+def _parse(data: bytes | memoryview, what: str) -> onnx.ModelProto:
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)

@@ -8,11 +8,13 @@ an InvalidGraph naming the node, attribute or tensor.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import onnx
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto
 
@@ -36,22 +38,36 @@ _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 def check_text(message: Message, where: str = "the model") -> None:
     """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
     ones back as bytes, which nothing downstream expects."""
-    for field in message.DESCRIPTOR.fields:  # not ListFields: that would copy every raw_data
-        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
-            continue
-        if field.is_repeated:
-            items = getattr(message, field.name)
-        elif field.type == field.TYPE_MESSAGE and not message.HasField(field.name):
-            continue
-        else:
-            items = [getattr(message, field.name)]
-        if field.type == field.TYPE_STRING:
-            bad = next((item for item in items if not isinstance(item, str)), None)
-            if bad is not None:
-                raise InvalidGraph(f"{where}: field '{field.name}' holds {bytes(bad)[:40]!r}, which is not valid UTF-8")
-        elif field.type == field.TYPE_MESSAGE:
-            for item in items:
-                check_text(item, _label(item, where))
+    strings, repeated_strings, messages, repeated_messages = _text_plan(message.DESCRIPTOR)
+    for name in strings:
+        if type(getattr(message, name)) is not str:
+            _not_utf8(where, name, getattr(message, name))
+    for name in repeated_strings:
+        items = getattr(message, name)
+        if items and not all(type(item) is str for item in items):
+            _not_utf8(where, name, next(item for item in items if type(item) is not str))
+    for name in messages:
+        if message.HasField(name):
+            item = getattr(message, name)
+            check_text(item, _label(item, where))
+    for name in repeated_messages:
+        for item in getattr(message, name):
+            check_text(item, _label(item, where))
+
+
+def _not_utf8(where: str, field: str, value: object) -> None:
+    raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
+
+
+@functools.lru_cache(maxsize=None)
+def _text_plan(descriptor: Any) -> tuple[tuple[str, ...], ...]:
+    """A message type's string and message fields, single and repeated (not ListFields: that
+    would copy every raw_data)."""
+    def names(kind: int, repeated: bool) -> tuple[str, ...]:
+        return tuple(f.name for f in descriptor.fields if f.type == kind and f.is_repeated == repeated)
+
+    string, message = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
+    return names(string, False), names(string, True), names(message, False), names(message, True)
 
 
 def _label(message: Message, where: str) -> str:
@@ -167,12 +183,27 @@ def schema_of(node: onnx.NodeProto, opsets: dict[str, int]) -> onnx.defs.OpSchem
     """The schema the model's opset selects for ``node``, None for operators onnx does not define."""
     domain = "" if node.domain == "ai.onnx" else node.domain
     version = opsets.get(domain)
-    if version is None or contrib_schemas.typing_only(node.op_type, domain):
+    if version is None:
         return None
-    try:
-        return onnx.defs.get_schema(node.op_type, version, domain)
-    except onnx.defs.SchemaError:
+    return _schema(node.op_type, version, domain)
+
+
+def _schema(op_type: str, version: int, domain: str) -> onnx.defs.OpSchema | None:
+    """onnx's schema lookup, remembered per (op, opset, domain): it copies the whole schema each call."""
+    if contrib_schemas.typing_only(op_type, domain):
         return None
+    key = (op_type, version, domain)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        try:
+            schema = _SCHEMAS[key] = onnx.defs.get_schema(op_type, version, domain)
+        except onnx.defs.SchemaError:
+            return None  # not remembered: a schema may be registered later
+    return schema
+
+
+#: Schemas found, by (op type, opset, domain).
+_SCHEMAS: dict[tuple[str, int, str], onnx.defs.OpSchema] = {}
 
 
 def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
@@ -185,8 +216,9 @@ def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
     if schema is None:
         return
     op = f"{node.op_type}-{schema.since_version}"
+    attributes = _signature(schema)[2]
     for attr in node.attribute:
-        spec = schema.attributes.get(attr.name)
+        spec = attributes.get(attr.name)
         if spec is None:
             if schema.domain in _STRICT_DOMAINS:
                 raise InvalidGraph(f"{describe(node)}: attribute '{attr.name}' is not an attribute of {op}")
@@ -198,7 +230,7 @@ def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
                 f"{describe(node)}: attribute '{attr.name}' is a {_ATTR_NAME(attr.type)}; "
                 f"the schema wants {_ATTR_NAME(int(spec.type))}"
             )
-    for name, spec in schema.attributes.items():
+    for name, spec in attributes.items():
         if spec.required and name not in seen:
             raise InvalidGraph(f"{describe(node)}: required attribute '{name}' is missing")
     _check_count(node, "inputs", len(node.input), schema.min_input, schema.max_input, op)
@@ -288,10 +320,24 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
                 _check_graph_types(sub, opsets, types)
 
 
+def _signature(schema: onnx.defs.OpSchema) -> _Signature:
+    """The schema's allowed types per type parameter, formal inputs and attributes, read once per
+    schema (each read of a schema's properties builds them anew)."""
+    key = (schema.domain, schema.name, schema.since_version)
+    found = _SIGNATURES.get(key)
+    if found is None:
+        constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        found = _SIGNATURES[key] = (constraints, list(schema.inputs), dict(schema.attributes))
+    return found
+
+
+_Signature = tuple[dict[str, set[str]], list[Any], dict[str, Any]]
+_SIGNATURES: dict[tuple[str, str, int], _Signature] = {}
+
+
 def _check_bindings(node: onnx.NodeProto, schema: onnx.defs.OpSchema, types: dict[str, str]) -> None:
-    constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    constraints, formals, _ = _signature(schema)
     bound: dict[str, tuple[str, str]] = {}
-    formals = list(schema.inputs)
     for index, name in enumerate(node.input):
         if not name or not formals or name not in types:
             continue
