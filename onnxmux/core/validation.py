@@ -38,31 +38,56 @@ _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 def check_text(message: Message, where: str = "the model") -> None:
     """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
     ones back as bytes, which nothing downstream expects."""
+    found = _bad_text(message)
+    if found is not None:
+        path, field, value = found
+        for holder in reversed(path):
+            where = _label(holder, where)
+        raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
+
+
+def _bad_text(message: Message) -> tuple[list[Message], str, object] | None:
+    """The first string field that is not valid UTF-8: the messages below ``message`` that hold
+    it (innermost first), its name and value; None when all are valid."""
     strings, repeated_strings, messages, repeated_messages = _text_plan(message.DESCRIPTOR)
     for name in strings:
-        if type(getattr(message, name)) is not str:
-            _not_utf8(where, name, getattr(message, name))
+        value = getattr(message, name)
+        if type(value) is not str:
+            return [], name, value
     for name in repeated_strings:
         items = getattr(message, name)
         if items and not all(type(item) is str for item in items):
-            _not_utf8(where, name, next(item for item in items if type(item) is not str))
-    for name in messages:
-        if message.HasField(name):
-            item = getattr(message, name)
-            check_text(item, _label(item, where))
+            return [], name, next(item for item in items if type(item) is not str)
+    children = [getattr(message, name) for name in messages if message.HasField(name)]
     for name in repeated_messages:
-        for item in getattr(message, name):
-            check_text(item, _label(item, where))
+        items = getattr(message, name)
+        if items and _is_flat(items[0].DESCRIPTOR):  # key/value pairs, dimensions: checked here, in bulk
+            for field in _text_plan(items[0].DESCRIPTOR)[0]:
+                bad = next((item for item in items if type(getattr(item, field)) is not str), None)
+                if bad is not None:
+                    return [bad], field, getattr(bad, field)
+        else:
+            children.extend(items)
+    for child in children:
+        found = _bad_text(child)
+        if found is not None:
+            found[0].append(child)
+            return found
+    return None
 
 
-def _not_utf8(where: str, field: str, value: object) -> None:
-    raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
+@functools.lru_cache(maxsize=None)
+def _is_flat(descriptor: Any) -> bool:
+    """Whether a message type's text is all in single string fields (no lists, no messages)."""
+    _, repeated_strings, messages, repeated_messages = _text_plan(descriptor)
+    return not (repeated_strings or messages or repeated_messages)
 
 
 @functools.lru_cache(maxsize=None)
 def _text_plan(descriptor: Any) -> tuple[tuple[str, ...], ...]:
     """A message type's string and message fields, single and repeated (not ListFields: that
     would copy every raw_data)."""
+
     def names(kind: int, repeated: bool) -> tuple[str, ...]:
         return tuple(f.name for f in descriptor.fields if f.type == kind and f.is_repeated == repeated)
 
