@@ -30,6 +30,8 @@ _SUB_BYTE_BITS = {
     TensorProto.INT2: 2, TensorProto.UINT2: 2, TensorProto.FLOAT6E2M3: 6, TensorProto.FLOAT6E3M2: 6,
 }
 _COMPLEX = (TensorProto.COMPLEX64, TensorProto.COMPLEX128)
+#: Every element type number onnx defines (the enum's ``values()`` builds a new list each call).
+_DATA_TYPES = frozenset(TensorProto.DataType.values())
 #: Domains whose schemas are complete, so an attribute they do not list is an error.
 _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
@@ -127,7 +129,7 @@ def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
     """One tensor's data type, dims and inline data agree (external data is checked elsewhere);
     returns its raw_data when it has some."""
     dtype = tensor.data_type
-    if dtype == TensorProto.UNDEFINED or dtype not in TensorProto.DataType.values():
+    if dtype == TensorProto.UNDEFINED or dtype not in _DATA_TYPES:
         raise InvalidGraph(f"{what}: unknown data type {dtype}")
     if any(d < 0 for d in tensor.dims):
         raise InvalidGraph(f"{what}: negative dimension in dims {list(tensor.dims)}")
@@ -280,12 +282,24 @@ def _names_read(node: onnx.NodeProto) -> Iterator[str]:
                 yield from (name for name in _names_read(inner) if name not in local)
 
 
+def _in_order(graph: onnx.GraphProto, producer: dict[str, int]) -> bool:
+    """Whether every node reads only values made by earlier nodes (the usual case, checked
+    without building each node's dependencies)."""
+    for i, node in enumerate(graph.node):
+        if any(producer.get(name, -1) >= i for name in node.input):
+            return False
+        if node.attribute and any(attr.HasField("g") or len(attr.graphs) for attr in node.attribute):
+            if any(producer.get(name, -1) >= i for name in _names_read(node)):
+                return False
+    return True
+
+
 def _sort(graph: onnx.GraphProto) -> None:
     """Put the nodes in topological order (stable); a cycle is an InvalidGraph."""
     producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
-    deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
-    if all(all(d < i for d in ds) for i, ds in enumerate(deps)):
+    if _in_order(graph, producer):
         return
+    deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
     users: list[list[int]] = [[] for _ in graph.node]
     for i, ds in enumerate(deps):
         for d in ds:
@@ -317,7 +331,7 @@ def type_name(type_proto: onnx.TypeProto) -> str | None:
     if type_proto.WhichOneof("value") != "tensor_type" or not type_proto.tensor_type.elem_type:
         return None
     elem = type_proto.tensor_type.elem_type
-    if elem not in TensorProto.DataType.values():
+    if elem not in _DATA_TYPES:
         return None
     return f"tensor({TensorProto.DataType.Name(elem).lower()})"
 
@@ -334,7 +348,7 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
         if name is not None:
             types[info.name] = name
     for tensor in graph.initializer:
-        if tensor.data_type in TensorProto.DataType.values() and tensor.data_type:
+        if tensor.data_type in _DATA_TYPES and tensor.data_type:
             types[tensor.name] = f"tensor({TensorProto.DataType.Name(tensor.data_type).lower()})"
     for node in graph.node:
         schema = schema_of(node, opsets)
