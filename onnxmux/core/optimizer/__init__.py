@@ -158,6 +158,8 @@ class _Run:
         self.nested = bool(subgraphs(model.graph))
         #: The node count (subgraphs included) as of the last change.
         self.nodes = self._count()
+        #: The op types in the graph and its subgraphs as of the last change (None: not known).
+        self.op_types: set[str] | None = None
 
     def _count(self) -> int:
         graph = self.model.graph
@@ -187,7 +189,7 @@ class _Run:
                 return
             except _RuleFailed as failure:
                 saved.restore()
-                self.nodes = self._count()
+                self.nodes, self.op_types = self._count(), None
                 self.reports = kept
                 if not each:  # replay, checking every rewrite, to blame the right rule
                     each = True
@@ -217,14 +219,24 @@ class _Run:
             return self._apply(rule, "user", check=lambda _: model_problems(self.model))
         except _RuleFailed as failure:
             restore_clone(graph, saved)
-            self.nodes = self._count()
+            self.nodes, self.op_types = self._count(), None
             self._failed(rule, "user", failure.reason)
             return False
+
+    def _present(self, roots: frozenset[str]) -> bool:
+        """Whether a node of one of the op types ``roots`` is in the graph or its subgraphs."""
+        if self.op_types is None:
+            graph = self.model.graph
+            bodies = subgraphs(graph) if self.nested else []
+            self.op_types = {node.op_type for g in [graph, *bodies] for node in g}
+        return not roots.isdisjoint(self.op_types)
 
     def _apply(self, rule: Rule, kind: str, check) -> int:
         """Apply ``rule`` to the main graph (and subgraphs); raise _RuleFailed when it breaks."""
         graph = self.model.graph
         before = self.nodes
+        if rule.roots is not None and not self._present(rule.roots):
+            return 0
         try:
             rewrites = int(rule.apply(graph) or 0)
             if rule.subgraphs and self.nested:
@@ -232,6 +244,8 @@ class _Run:
                     rewrites += int(rule.apply(sub) or 0)
         except Exception as exc:
             raise _RuleFailed(rule, f"raised {type(exc).__name__}: {exc}") from exc
+        if rewrites or kind == "user":  # a user rule may be wrong about its count
+            self.op_types = None
         if not rewrites and kind != "user":
             return 0
         # A user rule is checked even when it reports no rewrites: it may be wrong about that too.

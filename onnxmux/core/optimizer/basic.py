@@ -36,6 +36,10 @@ class _NoOpRule(PatternRule):
 
     op_type = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.roots = frozenset({cls.op_type})
+
     def is_noop(self, graph: ir.Graph, node: ir.Node) -> bool:
         """Whether this node of ``op_type`` leaves its first input unchanged."""
         raise NotImplementedError
@@ -50,7 +54,9 @@ class _NoOpRule(PatternRule):
         """Bypass every no-op node whose output can be redirected (graph outputs keep their names)."""
         count = 0
         for node in list(graph):
-            if node.graph is graph and self.match(node) is not None and bypass(graph, node, node.inputs[0]):
+            if node.op_type != self.op_type or node.graph is not graph:
+                continue
+            if self.match(node) is not None and bypass(graph, node, node.inputs[0]):
                 count += 1
         return count
 
