@@ -91,13 +91,19 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
 
 def has_subgraph(node: ir.Node) -> bool:
     """Whether the node holds GRAPH or GRAPHS attributes (If, Loop, Scan...)."""
-    return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+    attributes = node.attributes
+    return bool(attributes) and any(a.type in _GRAPH_KINDS for a in attributes.values())
+
+
+_GRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 
 
 def subgraphs(graph: ir.Graph) -> list[ir.Graph]:
     """The bodies of the graph's control-flow nodes, nested ones included, outermost first."""
     found: list[ir.Graph] = []
     for node in graph:
+        if not node.attributes:  # most nodes: skip the attribute view
+            continue
         for attribute in node.attributes.values():
             if attribute.type == ir.AttributeType.GRAPH:
                 bodies = [attribute.value]
