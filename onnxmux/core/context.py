@@ -47,12 +47,29 @@ class NodeContext:
         self.implicit_inputs = tuple(implicit_inputs)
         self.constants = tuple(constants) or (None,) * self.num_inputs
         self._compile_subgraph = compile_subgraph
-        self.attrs = {name: _attr_value(a) for name, a in node.attributes.items()}
+        self._attrs: dict[str, Any] = {}
+        #: Long lists read in bulk (bulk_attrs.py): converted only when asked for by name.
+        self._bulk: dict[str, BulkAttr] = {}
+        for name, a in node.attributes.items():
+            if isinstance(a, BulkAttr):
+                self._bulk[name] = a
+            else:
+                self._attrs[name] = _attr_value(a)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Every attribute's value, converted to Python/numpy, by name."""
+        for name in list(self._bulk):
+            self._attrs[name] = _attr_value(self._bulk.pop(name))
+        return self._attrs
 
     def attr(self, name: str, default: Any = _REQUIRED) -> Any:
         """An attribute's value, converted to Python/numpy; ``default`` when absent."""
-        if name in self.attrs:
-            return self.attrs[name]
+        if name in self._attrs:
+            return self._attrs[name]
+        if name in self._bulk:
+            value = self._attrs[name] = _attr_value(self._bulk.pop(name))
+            return value
         if default is _REQUIRED:
             raise self.error(f"required attribute '{name}' is missing")
         return default
@@ -66,6 +83,14 @@ class NodeContext:
         array = np.asarray(self.attr(name, ()), dtype=dtype).ravel()
         array.flags.writeable = False
         return array
+
+    def utf8_strings(self, name: str) -> list[bytes]:
+        """A STRINGS attribute's items as UTF-8 bytes (empty when absent), without decoding
+        them when the loader read them in bulk."""
+        attr = self.node.attributes.get(name)
+        if isinstance(attr, BulkAttr):
+            return attr.array.tolist()
+        return [item.encode("utf-8") for item in self.attr(name, ())]
 
     def has_output(self, i: int) -> bool:
         """Whether output ``i`` exists and is consumed (optional outputs may be left out)."""
@@ -102,7 +127,7 @@ def _attr_value(attr: ir.Attr) -> Any:
     """An IR attribute as a plain value: ints, floats, str, lists, numpy arrays, or ir.Graph."""
     kind = attr.type
     if isinstance(attr, BulkAttr):
-        return attr.array.tolist()
+        return list(attr.value)
     value = attr.value
     if kind == ir.AttributeType.TENSOR:
         return tensor_to_numpy(value)

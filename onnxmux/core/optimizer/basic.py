@@ -304,7 +304,7 @@ def _attr_key(attribute: ir.Attr) -> Hashable | None:
         return None
     kind = attribute.type
     if isinstance(attribute, BulkAttr):  # a long list: its bytes, without making its tuple
-        return (kind, attribute.array.tobytes())
+        return (kind, attribute.content_key())
     value = attribute.value
     if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):
         return (kind, value)

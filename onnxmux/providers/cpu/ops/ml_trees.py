@@ -39,6 +39,7 @@ _LEGACY_MODES = {
     "BRANCH_NEQ": _NEQ,
     "LEAF": _LEAF,
 }
+_LEGACY_MODE_CODES = {name.encode(): code for name, code in _LEGACY_MODES.items()}
 _UNKNOWN_MODE = -2
 _UFUNC_NAMES = {
     _LEQ: "less_equal",
@@ -225,10 +226,11 @@ def _float_attr(ctx: NodeContext, name: str) -> np.ndarray:
 
 def _legacy_modes(ctx: NodeContext) -> np.ndarray:
     """nodes_modes as comparison numbers."""
-    modes = ctx.attr("nodes_modes", [])
-    codes = np.array([_LEGACY_MODES.get(m, _UNKNOWN_MODE) for m in modes], dtype=np.int64)
+    modes = ctx.utf8_strings("nodes_modes")
+    codes = np.array([_LEGACY_MODE_CODES.get(m, _UNKNOWN_MODE) for m in modes], dtype=np.int64)
     if (codes == _UNKNOWN_MODE).any():
-        raise ctx.error(f"unknown nodes_modes {sorted(set(modes) - set(_LEGACY_MODES))}")
+        unknown = {m.decode("utf-8") for m in modes} - set(_LEGACY_MODES)
+        raise ctx.error(f"unknown nodes_modes {sorted(unknown)}")
     return codes
 
 
