@@ -76,7 +76,7 @@ def load(
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
-    check_external_data(proto, base_dir)
+    has_external_data = check_external_data(proto, base_dir) > 0
     raw_initializers = validation.check_tensors(proto)
     if proto.functions:
         proto = _inline_functions(proto)
@@ -92,7 +92,7 @@ def load(
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
     bulk_attrs.attach_long_lists(model.graph, long_lists)
-    if base_dir is not None:
+    if base_dir is not None and has_external_data:
         ir.external_data.set_base_dir(model.graph, base_dir)
     _adopt_raw_initializers(model.graph, raw_initializers)
     _fix_initializer_inputs(model)
