@@ -76,7 +76,7 @@ def load(
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
-    has_external_data = check_external_data(proto, base_dir) > 0
+    external_tensors = check_external_data(proto, base_dir)
     raw_initializers = validation.check_tensors(proto)
     if proto.functions:
         proto = _inline_functions(proto)
@@ -92,12 +92,23 @@ def load(
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
     bulk_attrs.attach_long_lists(model.graph, long_lists)
-    if base_dir is not None and has_external_data:
-        ir.external_data.set_base_dir(model.graph, base_dir)
+    if base_dir is not None and external_tensors:
+        _set_base_dir(model.graph, base_dir, external_tensors)
     _adopt_raw_initializers(model.graph, raw_initializers)
     _fix_initializer_inputs(model)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
+
+
+def _set_base_dir(graph: ir.Graph, base_dir: Path, external_tensors: int) -> None:
+    """Tell the model's ``external_tensors`` external tensors where their files are: directly when
+    they are all initializers of the main graph, else by onnx-ir's walk over every tensor."""
+    tensors = [v.const_value for v in graph.initializers.values() if isinstance(v.const_value, ir.ExternalTensor)]
+    if len(tensors) != external_tensors:
+        ir.external_data.set_base_dir(graph, base_dir)
+        return
+    for tensor in tensors:
+        tensor.base_dir = base_dir
 
 
 def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
+import operator
 from typing import Any, Iterable, Iterator
 
 import onnx
@@ -58,15 +59,15 @@ def _bad_text(message: Message) -> tuple[list[Message], str, object] | None:
             return [], name, value
     for name in repeated_strings:
         items = getattr(message, name)
-        if items and not all(type(item) is str for item in items):
+        if not _all_str(items):
             return [], name, next(item for item in items if type(item) is not str)
     children = [getattr(message, name) for name in messages if message.HasField(name)]
     for name in repeated_messages:
         items = getattr(message, name)
         if items and _is_flat(items[0].DESCRIPTOR):  # key/value pairs, dimensions: checked here, in bulk
             for field in _text_plan(items[0].DESCRIPTOR)[0]:
-                bad = next((item for item in items if type(getattr(item, field)) is not str), None)
-                if bad is not None:
+                if not _all_str(map(operator.attrgetter(field), items)):
+                    bad = next(item for item in items if type(getattr(item, field)) is not str)
                     return [bad], field, getattr(bad, field)
         else:
             children.extend(items)
@@ -76,6 +77,14 @@ def _bad_text(message: Message) -> tuple[list[Message], str, object] | None:
             found[0].append(child)
             return found
     return None
+
+
+def _all_str(items: Iterable[object]) -> bool:
+    """Whether every item is a str (the loop runs in C)."""
+    return set(map(type, items)) <= _STR
+
+
+_STR = {str}
 
 
 @functools.lru_cache(maxsize=None)
