@@ -50,7 +50,8 @@ class NodeContext:
         self._attrs: dict[str, Any] = {}
         #: Long lists read in bulk (bulk_attrs.py): converted only when asked for by name.
         self._bulk: dict[str, BulkAttr] = {}
-        for name, a in node.attributes.items():
+        attributes = node.attributes
+        for name, a in getattr(attributes, "data", attributes).items():  # the dict under onnx-ir's UserDict
             if isinstance(a, BulkAttr):
                 self._bulk[name] = a
             else:

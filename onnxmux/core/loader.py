@@ -21,6 +21,7 @@ from onnxmux.core import bulk_attrs, contrib_schemas, validation
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
+from onnxmux.core.optimizer.editing import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
     for node in graph:
         nodes.append(node)
         if node.attributes:
-            for attr in node.attributes.values():
+            for attr in attribute_values(node):
                 if attr.is_ref():
                     continue
                 if attr.type == ir.AttributeType.GRAPH:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -91,8 +91,14 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
 
 def has_subgraph(node: ir.Node) -> bool:
     """Whether the node holds GRAPH or GRAPHS attributes (If, Loop, Scan...)."""
+    return any(a.type in _GRAPH_KINDS for a in attribute_values(node))
+
+
+def attribute_values(node: ir.Node) -> Iterable[ir.Attr]:
+    """A node's attributes, read from the dict inside onnx-ir's ``Attributes`` (a UserDict,
+    whose own views cost several times more per item)."""
     attributes = node.attributes
-    return bool(attributes) and any(a.type in _GRAPH_KINDS for a in attributes.values())
+    return getattr(attributes, "data", attributes).values()
 
 
 _GRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
@@ -102,9 +108,7 @@ def subgraphs(graph: ir.Graph) -> list[ir.Graph]:
     """The bodies of the graph's control-flow nodes, nested ones included, outermost first."""
     found: list[ir.Graph] = []
     for node in graph:
-        if not node.attributes:  # most nodes: skip the attribute view
-            continue
-        for attribute in node.attributes.values():
+        for attribute in attribute_values(node):
             if attribute.type == ir.AttributeType.GRAPH:
                 bodies = [attribute.value]
             elif attribute.type == ir.AttributeType.GRAPHS:
