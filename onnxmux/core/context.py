@@ -9,6 +9,7 @@ import onnx_ir as ir
 
 from onnxmux.core.bulk_attrs import BulkAttr
 from onnxmux.core.errors import InvalidGraph
+from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.types import TypeInfo
 
 if TYPE_CHECKING:
@@ -50,8 +51,7 @@ class NodeContext:
         self._attrs: dict[str, Any] = {}
         #: Long lists read in bulk (bulk_attrs.py): converted only when asked for by name.
         self._bulk: dict[str, BulkAttr] = {}
-        attributes = node.attributes
-        for name, a in getattr(attributes, "data", attributes).items():  # the dict under onnx-ir's UserDict
+        for name, a in attribute_items(node):
             if isinstance(a, BulkAttr):
                 self._bulk[name] = a
             else:

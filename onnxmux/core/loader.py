@@ -21,7 +21,7 @@ from onnxmux.core import bulk_attrs, contrib_schemas, validation
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
-from onnxmux.core.optimizer.editing import attribute_values
+from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 if TYPE_CHECKING:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.context import tensor_to_numpy
+from onnxmux.core.node_attributes import attribute_values
 
 #: The project's own operator domain (fused kernels of the CPU provider).
 ONNXMUX_DOMAIN = "com.onnxmux"
@@ -92,13 +93,6 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
 def has_subgraph(node: ir.Node) -> bool:
     """Whether the node holds GRAPH or GRAPHS attributes (If, Loop, Scan...)."""
     return any(a.type in _GRAPH_KINDS for a in attribute_values(node))
-
-
-def attribute_values(node: ir.Node) -> Iterable[ir.Attr]:
-    """A node's attributes, read from the dict inside onnx-ir's ``Attributes`` (a UserDict,
-    whose own views cost several times more per item)."""
-    attributes = node.attributes
-    return getattr(attributes, "data", attributes).values()
 
 
 _GRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
