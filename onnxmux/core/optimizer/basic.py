@@ -12,6 +12,7 @@ import onnx_ir as ir
 
 from onnxmux.core.bulk_attrs import BulkAttr
 from onnxmux.core.context import tensor_to_numpy
+from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.optimizer.editing import (
     ONNXMUX_DOMAIN,
     RANDOM_OPS,
@@ -283,7 +284,7 @@ def _cse_key(node: ir.Node) -> Hashable | None:
     if has_subgraph(node) or any(not v.name for v in node.outputs):
         return None
     attributes = []
-    for name, attribute in sorted(node.attributes.items()):
+    for name, attribute in sorted(attribute_items(node)):
         value = _attr_key(attribute)
         if value is None:
             return None
