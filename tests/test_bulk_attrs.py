@@ -127,3 +127,50 @@ def test_malformed_tree_tables_are_named(change: dict, message: str) -> None:
     model, *_ = stump_forest(3, **change)
     with pytest.raises(onnxmux.InvalidGraph, match=message):
         run(model, np.zeros((1, N_FEATURES), np.float32))
+
+
+def test_node_tables_in_any_order_predict_the_same() -> None:
+    """Converters list each tree's nodes together, numbered in order (looked up by position);
+    any other order is looked up by sorted keys, with the same result."""
+    model, *_ = stump_forest(50)
+    shuffled = onnx.ModelProto()
+    shuffled.CopyFrom(model)
+    node = shuffled.graph.node[0]
+    order = RNG.permutation(150)
+    for attr in node.attribute:
+        if attr.name.startswith("nodes_"):
+            values = list(attr.ints) or list(attr.floats) or list(attr.strings)
+            permuted = [values[i] for i in order]
+            for field in ("ints", "floats", "strings"):
+                if len(getattr(attr, field)):
+                    del getattr(attr, field)[:]
+                    getattr(attr, field).extend(permuted)
+    x = RNG.standard_normal((6, N_FEATURES)).astype(np.float32)
+    np.testing.assert_array_equal(run(shuffled, x), run(model, x))
+
+
+def _forest(children: list[tuple[int, int]], leaf_targets: dict[int, int]):
+    """A two-tree _Forest (roots 0 and 2) whose leaves each weigh one target."""
+    from onnxmux.providers.cpu.ops.ml_trees import _LEAF, _LEQ, _Forest
+
+    n = len(children)
+    mode = np.array([_LEAF if i in leaf_targets else _LEQ for i in range(n)])
+    count = np.array([int(i in leaf_targets) for i in range(n)])
+    return _Forest(
+        roots=np.array([0, 2]),
+        children=np.array([c if i not in leaf_targets else (i, i) for i, c in enumerate(children)]).ravel(),
+        feature=np.zeros(n, np.int64), threshold=np.zeros(n), mode=mode, nan_true=np.zeros(n, bool), members=None,
+        depth=1, first=np.cumsum(count) - count, count=count,
+        target=np.array([leaf_targets[i] for i in sorted(leaf_targets)]), weight=np.ones(len(leaf_targets)),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["tree_walk_in_bulk", "node_reached_twice"])
+def test_targets_every_row_reaches_are_found_with_or_without_shared_nodes(shared: bool) -> None:
+    from onnxmux.providers.cpu.ops.ml_trees import _same_reach
+
+    first_tree = (1, 1) if shared else (1, 5)  # node 0's two branches lead to one leaf when shared
+    same = _forest([first_tree, (0, 0), (3, 4), (0, 0), (0, 0), (0, 0)], {1: 0, 3: 1, 4: 1, 5: 0})
+    differ = _forest([first_tree, (0, 0), (3, 4), (0, 0), (0, 0), (0, 0)], {1: 0, 3: 0, 4: 1, 5: 0})
+    assert _same_reach(same, 2).tolist() == [True, True]
+    assert _same_reach(differ, 2) is None

@@ -237,6 +237,9 @@ def _legacy_modes(ctx: NodeContext) -> np.ndarray:
 def _pair_index(ctx: NodeContext, trees: np.ndarray, ids: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``locate(trees, ids)``: the positions of (tree id, node id) pairs in the node table, found
     with sorted keys; an InvalidGraph for a pair given twice or one that does not exist."""
+    dense = _dense_index(ctx, trees, ids)
+    if dense is not None:
+        return dense
     tree_values, tree_rank = np.unique(trees, return_inverse=True)
     id_values, id_rank = np.unique(ids, return_inverse=True)
     span = max(id_values.size, 1)
@@ -250,13 +253,39 @@ def _pair_index(ctx: NodeContext, trees: np.ndarray, ids: np.ndarray) -> Callabl
         t, t_found = _sorted_position(tree_values, want_trees)
         i, i_found = _sorted_position(id_values, want_ids)
         k, k_found = _sorted_position(sorted_keys, t * span + i)
-        found = t_found & i_found & k_found
-        if not found.all():
-            bad = int(np.flatnonzero(~found)[0])
-            raise ctx.error(f"(tree id, node id) {(int(want_trees[bad]), int(want_ids[bad]))} does not exist")
+        _require_found(ctx, t_found & i_found & k_found, want_trees, want_ids)
         return order[k]
 
     return locate
+
+
+def _dense_index(ctx: NodeContext, trees: np.ndarray, ids: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``locate`` for the converters' layout, where each tree's nodes come together, trees in
+    ascending order, numbered 0, 1, 2... (a pair's position is its tree's start plus its id);
+    None for any other layout."""
+    if trees.size == 0:
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], trees[1:] != trees[:-1]]))
+    tree_values = trees[starts]
+    if np.any(tree_values[1:] <= tree_values[:-1]):
+        return None
+    counts = np.diff(np.append(starts, trees.size))
+    if not np.array_equal(ids, np.arange(trees.size) - np.repeat(starts, counts)):
+        return None
+
+    def locate(want_trees: np.ndarray, want_ids: np.ndarray) -> np.ndarray:
+        t, t_found = _sorted_position(tree_values, want_trees)
+        _require_found(ctx, t_found & (want_ids >= 0) & (want_ids < counts[t]), want_trees, want_ids)
+        return starts[t] + want_ids
+
+    return locate
+
+
+def _require_found(ctx: NodeContext, found: np.ndarray, trees: np.ndarray, ids: np.ndarray) -> None:
+    """An InvalidGraph naming the first (tree id, node id) pair not found."""
+    if not found.all():
+        bad = int(np.flatnonzero(~found)[0])
+        raise ctx.error(f"(tree id, node id) {(int(trees[bad]), int(ids[bad]))} does not exist")
 
 
 def _sorted_position(values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -534,8 +563,13 @@ def _same_reach(forest: _Forest, n_targets: int) -> np.ndarray | None:
     n_nodes = is_leaf.size
     union = np.zeros(forest.roots.size, dtype=np.int64)
     intersection = np.full(forest.roots.size, -1, dtype=np.int64)
+    owned = _leaf_owners(forest, is_leaf)
+    if owned is not None:  # every node in one tree, reached once: each tree's leaves at once
+        leaves, trees = owned
+        np.bitwise_or.at(union, trees, mask[leaves])
+        np.bitwise_and.at(intersection, trees, mask[leaves])
     tree, node = np.arange(forest.roots.size), forest.roots
-    while node.size:
+    while owned is None and node.size:
         at_leaf = is_leaf[node]
         np.bitwise_or.at(union, tree[at_leaf], mask[node[at_leaf]])
         np.bitwise_and.at(intersection, tree[at_leaf], mask[node[at_leaf]])
@@ -544,6 +578,25 @@ def _same_reach(forest: _Forest, n_targets: int) -> np.ndarray | None:
     if not np.array_equal(union, intersection):
         return None
     return ((np.bitwise_or.reduce(union) >> np.arange(n_targets)) & 1).astype(bool)
+
+
+def _leaf_owners(forest: _Forest, is_leaf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The leaves reachable from the roots and the tree of each, when the walk from the roots
+    reaches every node at most once (no node shared within or between trees); else None."""
+    tree_of = np.full(is_leaf.size, -1, dtype=np.int64)
+    tree, node = np.arange(forest.roots.size), forest.roots
+    reached = 0
+    while node.size:
+        if (tree_of[node] >= 0).any():
+            return None
+        tree_of[node] = tree
+        reached += node.size
+        if np.count_nonzero(tree_of >= 0) != reached:  # a node twice in this step
+            return None
+        branch = ~is_leaf[node]
+        tree, node = np.repeat(tree[branch], 2), forest.children.reshape(-1, 2)[node[branch]].ravel()
+    leaves = np.flatnonzero((tree_of >= 0) & is_leaf)
+    return leaves, tree_of[leaves]
 
 
 def _reached(forest: _Forest, n_targets: int) -> Callable[[np.ndarray], np.ndarray]:
