@@ -12,6 +12,7 @@ or with bincount (and ufunc.at for MIN/MAX) when there are many targets.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -227,7 +228,7 @@ def _float_attr(ctx: NodeContext, name: str) -> np.ndarray:
 def _legacy_modes(ctx: NodeContext) -> np.ndarray:
     """nodes_modes as comparison numbers."""
     modes = ctx.utf8_strings("nodes_modes")
-    codes = np.array([_LEGACY_MODE_CODES.get(m, _UNKNOWN_MODE) for m in modes], dtype=np.int64)
+    codes = np.fromiter(map(_LEGACY_MODE_CODES.get, modes, itertools.repeat(_UNKNOWN_MODE)), np.int64, len(modes))
     if (codes == _UNKNOWN_MODE).any():
         unknown = {m.decode("utf-8") for m in modes} - set(_LEGACY_MODES)
         raise ctx.error(f"unknown nodes_modes {sorted(unknown)}")
