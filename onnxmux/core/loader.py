@@ -17,7 +17,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core import bulk_attrs, contrib_schemas, validation
+from onnxmux.core import bulk_attrs, contrib_schemas, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
@@ -43,7 +43,8 @@ class LoadedModel:
     """A model ready for optimization and partitioning."""
 
     model: ir.Model
-    #: The parsed model, for its metadata; its long list attributes are only on ``model`` (bulk_attrs.py).
+    #: The parsed model, for its metadata; its long list attributes and node outputs' value infos
+    #: are only on ``model`` (bulk_attrs.py, value_infos.py).
     proto: onnx.ModelProto
     #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
     base_dir: Path | None
@@ -88,10 +89,12 @@ def load(
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
     long_lists += bulk_attrs.detach_long_lists(proto.graph)
+    output_infos = value_infos.take_node_output_infos(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
+    value_infos.give_node_output_infos(model.graph, output_infos)
     bulk_attrs.attach_long_lists(model.graph, long_lists)
     if base_dir is not None and external_tensors:
         _set_base_dir(model.graph, base_dir, external_tensors)
