@@ -60,6 +60,14 @@ INFERENCE_IGNORES = {
 }
 
 
+def detach_forests(proto: onnx.ModelProto) -> list[tuple[int, onnx.AttributeProto]]:
+    """``detach_long_lists`` of the forest attributes ``INFERENCE_IGNORES`` names (none when the
+    model does not import ai.onnx.ml), before shape inference."""
+    if not any(o.domain == "ai.onnx.ml" for o in proto.opset_import):
+        return []
+    return detach_long_lists(proto.graph, INFERENCE_IGNORES)
+
+
 def detach_long_lists(
     graph: onnx.GraphProto, only: Mapping[tuple[str, str], tuple[str, ...]] | None = None
 ) -> list[tuple[int, onnx.AttributeProto]]:

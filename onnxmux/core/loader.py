@@ -84,7 +84,7 @@ def load(
         proto = _inline_functions(proto)
     validation.check_nodes(proto)
     _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
-    long_lists = bulk_attrs.detach_long_lists(proto.graph, bulk_attrs.INFERENCE_IGNORES)
+    long_lists = bulk_attrs.detach_forests(proto)
     proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
