@@ -117,9 +117,10 @@ def optimize(
             ", ".join(sorted(unknown)),
             ", ".join(sorted(known)),
         )
-    _share_opsets(model.graph)
+    bodies = subgraphs(model.graph)
+    _share_opsets(model.graph, bodies)
     if private_ops is not None:
-        for graph in model.graphs():
+        for graph in [model.graph, *bodies]:
             graph.meta[PRIVATE_OPS_META] = private_ops
     reserve_names(model.graph)
     run = _Run(model)
@@ -138,12 +139,12 @@ def _builtin(cls: type[Rule], custom_ops: SessionCustomOps | None) -> Rule:
     return ConstantFolding(custom_ops=custom_ops) if cls is ConstantFolding else cls()
 
 
-def _share_opsets(graph: ir.Graph) -> None:
-    """Give subgraphs the model's opset imports, so rules read the opset from any graph.
+def _share_opsets(graph: ir.Graph, bodies: list[ir.Graph]) -> None:
+    """Give the subgraphs ``bodies`` the model's opset imports, so rules read the opset from any graph.
 
     (Subgraphs have no imports of their own in ONNX; this is not serialized.)
     """
-    for sub in subgraphs(graph):
+    for sub in bodies:
         for domain, version in graph.opset_imports.items():
             sub.opset_imports.setdefault(domain, version)
 
