@@ -130,7 +130,9 @@ def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:
         if dtype == ir.DataType.STRING or dtype.bitwidth % 8:  # packed sub-byte types keep onnx-ir's unpacking
             continue
         array = np.frombuffer(data, dtype=dtype.numpy().newbyteorder("<")).reshape(tuple(tensor.shape.numpy()))
-        value.const_value = ir.Tensor(array, dtype=dtype, name=tensor.name, doc_string=tensor.doc_string)
+        value.const_value = ir.Tensor(
+            array, dtype=dtype, name=tensor.name, doc_string=tensor.doc_string, metadata_props=dict(tensor.metadata_props) or None
+        )
 
 
 #: Before this IR version every initializer is also listed as a graph input.
