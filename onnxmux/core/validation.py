@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import math
 import operator
 from typing import Any, Iterable, Iterator
@@ -41,6 +42,8 @@ _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 def check_text(message: Message, where: str = "the model") -> None:
     """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
     ones back as bytes, which nothing downstream expects."""
+    if _all_text_valid(message):
+        return
     found = _bad_text(message)
     if found is not None:
         path, field, value = found
@@ -49,9 +52,35 @@ def check_text(message: Message, where: str = "the model") -> None:
         raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
 
 
+def _all_text_valid(message: Message) -> bool:
+    """Whether every string field below ``message`` holds a str, checked field by field over all
+    the messages of one type at a time (the loops over messages run in C)."""
+    pending = [(message.DESCRIPTOR, [message])]
+    while pending:
+        descriptor, messages = pending.pop()
+        strings, repeated_strings, singles, repeated = _text_plan(descriptor)
+        for name in strings:
+            if not _all_str(map(operator.attrgetter(name), messages)):
+                return False
+        for name in repeated_strings:
+            if not _all_str(itertools.chain.from_iterable(map(operator.attrgetter(name), messages))):
+                return False
+        for name in singles:
+            present = filter(operator.methodcaller("HasField", name), messages)
+            children = list(map(operator.attrgetter(name), present))
+            if children:
+                pending.append((descriptor.fields_by_name[name].message_type, children))
+        for name in repeated:
+            children = list(itertools.chain.from_iterable(map(operator.attrgetter(name), messages)))
+            if children:
+                pending.append((descriptor.fields_by_name[name].message_type, children))
+    return True
+
+
 def _bad_text(message: Message) -> tuple[list[Message], str, object] | None:
     """The first string field that is not valid UTF-8: the messages below ``message`` that hold
-    it (innermost first), its name and value; None when all are valid."""
+    it (innermost first), its name and value; None when all are valid (the slow search that
+    names it, run once ``_all_text_valid`` found one)."""
     strings, repeated_strings, messages, repeated_messages = _text_plan(message.DESCRIPTOR)
     for name in strings:
         value = getattr(message, name)
@@ -63,14 +92,7 @@ def _bad_text(message: Message) -> tuple[list[Message], str, object] | None:
             return [], name, next(item for item in items if type(item) is not str)
     children = [getattr(message, name) for name in messages if message.HasField(name)]
     for name in repeated_messages:
-        items = getattr(message, name)
-        if items and _is_flat(items[0].DESCRIPTOR):  # key/value pairs, dimensions: checked here, in bulk
-            for field in _text_plan(items[0].DESCRIPTOR)[0]:
-                if not _all_str(map(operator.attrgetter(field), items)):
-                    bad = next(item for item in items if type(getattr(item, field)) is not str)
-                    return [bad], field, getattr(bad, field)
-        else:
-            children.extend(items)
+        children.extend(getattr(message, name))
     for child in children:
         found = _bad_text(child)
         if found is not None:
@@ -85,13 +107,6 @@ def _all_str(items: Iterable[object]) -> bool:
 
 
 _STR = {str}
-
-
-@functools.lru_cache(maxsize=None)
-def _is_flat(descriptor: Any) -> bool:
-    """Whether a message type's text is all in single string fields (no lists, no messages)."""
-    _, repeated_strings, messages, repeated_messages = _text_plan(descriptor)
-    return not (repeated_strings or messages or repeated_messages)
 
 
 @functools.lru_cache(maxsize=None)
