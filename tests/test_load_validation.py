@@ -175,3 +175,12 @@ def test_names_that_are_not_utf8_are_invalid_graph(field: str) -> None:
     assert target in data
     with pytest.raises(ort.InvalidGraph, match=rf"field '{field}' holds .* not valid UTF-8"):
         ort.InferenceSession(data.replace(target, broken, 1))
+
+
+def test_a_nested_string_that_is_not_utf8_names_its_value() -> None:
+    model = _model([helper.make_node("Relu", ["x"], ["h"], name="relu"), helper.make_node("Relu", ["h"], ["y"], name="relu2")])
+    model.graph.value_info.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batchsize", 4]))
+    data = model.SerializeToString()
+    assert data.count(b"batchsize") == 1
+    with pytest.raises(ort.InvalidGraph, match=r"valueinfo 'h': field 'dim_param' holds .* not valid UTF-8"):
+        ort.InferenceSession(data.replace(b"batchsize", b"batch\xffsze"))

@@ -772,3 +772,27 @@ def test_failing_builtin_rule_is_rolled_back_and_the_rest_still_run(monkeypatch,
     assert ops.count("BatchNormalization") == 2 and "Mul" not in ops  # FuseConvMul still ran
     feeds = {"x": randn(2, 3, 6, 6)}
     assert_same(run(got_model, feeds), run(model, feeds))
+
+
+def test_builtin_rule_leaving_an_invalid_graph_is_the_one_blamed(monkeypatch, caplog) -> None:
+    """The graph is checked once after the rounds; a break found there is traced to its rule."""
+    from onnxmux.core.optimizer.extended import FuseConvBatchNorm
+
+    real_apply = FuseConvBatchNorm.apply
+
+    def apply_then_break(self, graph):
+        count = real_apply(self, graph)
+        first = next(iter(graph))
+        graph.remove(first, safe=False)  # its readers now read a value nothing defines
+        return count + 1
+
+    monkeypatch.setattr(FuseConvBatchNorm, "apply", apply_then_break)
+    model = cnn_model()
+    got_model = load(model).model
+    with caplog.at_level(logging.WARNING, logger="onnxmux"):
+        reports = optimize(got_model, 2)
+    failed = [r for r in reports if r.error]
+    assert [r.name for r in failed] == ["FuseConvBatchNorm"] and "invalid graph" in failed[0].error
+    assert not graph_problems(got_model.graph)
+    feeds = {"x": randn(2, 3, 6, 6)}
+    assert_same(run(got_model, feeds), run(model, feeds))

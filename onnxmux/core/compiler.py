@@ -279,6 +279,8 @@ def _unit_label(unit: Unit, index: Mapping[ir.Node, int], step: int) -> StepLabe
 def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
     """The graphs held in a node's GRAPH and GRAPHS attributes."""
     graphs: list[ir.Graph] = []
+    if not node.attributes:
+        return graphs
     for attr in node.attributes.values():
         if attr.type == ir.AttributeType.GRAPH:
             graphs.append(attr.value)

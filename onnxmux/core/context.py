@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from onnxmux.core.bulk_attrs import BulkAttr
 from onnxmux.core.errors import InvalidGraph
+from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.types import TypeInfo
 
 if TYPE_CHECKING:
@@ -46,15 +48,50 @@ class NodeContext:
         self.implicit_inputs = tuple(implicit_inputs)
         self.constants = tuple(constants) or (None,) * self.num_inputs
         self._compile_subgraph = compile_subgraph
-        self.attrs = {name: _attr_value(a) for name, a in node.attributes.items()}
+        self._attrs: dict[str, Any] = {}
+        #: Long lists read in bulk (bulk_attrs.py): converted only when asked for by name.
+        self._bulk: dict[str, BulkAttr] = {}
+        for name, a in attribute_items(node):
+            if isinstance(a, BulkAttr):
+                self._bulk[name] = a
+            else:
+                self._attrs[name] = _attr_value(a)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Every attribute's value, converted to Python/numpy, by name."""
+        for name in list(self._bulk):
+            self._attrs[name] = _attr_value(self._bulk.pop(name))
+        return self._attrs
 
     def attr(self, name: str, default: Any = _REQUIRED) -> Any:
         """An attribute's value, converted to Python/numpy; ``default`` when absent."""
-        if name in self.attrs:
-            return self.attrs[name]
+        if name in self._attrs:
+            return self._attrs[name]
+        if name in self._bulk:
+            value = self._attrs[name] = _attr_value(self._bulk.pop(name))
+            return value
         if default is _REQUIRED:
             raise self.error(f"required attribute '{name}' is missing")
         return default
+
+    def array(self, name: str, dtype: Any) -> np.ndarray:
+        """A list attribute as a 1-D read-only array of ``dtype`` (empty when absent), without the
+        per-item conversion when the loader read it in bulk."""
+        attr = self.node.attributes.get(name)
+        if isinstance(attr, BulkAttr):
+            return attr.array.astype(dtype, copy=False)
+        array = np.asarray(self.attr(name, ()), dtype=dtype).ravel()
+        array.flags.writeable = False
+        return array
+
+    def utf8_strings(self, name: str) -> list[bytes]:
+        """A STRINGS attribute's items as UTF-8 bytes (empty when absent), without decoding
+        them when the loader read them in bulk."""
+        attr = self.node.attributes.get(name)
+        if isinstance(attr, BulkAttr):
+            return attr.array.tolist()
+        return [item.encode("utf-8") for item in self.attr(name, ())]
 
     def has_output(self, i: int) -> bool:
         """Whether output ``i`` exists and is consumed (optional outputs may be left out)."""
@@ -90,6 +127,8 @@ class NodeContext:
 def _attr_value(attr: ir.Attr) -> Any:
     """An IR attribute as a plain value: ints, floats, str, lists, numpy arrays, or ir.Graph."""
     kind = attr.type
+    if isinstance(attr, BulkAttr):
+        return list(attr.value)
     value = attr.value
     if kind == ir.AttributeType.TENSOR:
         return tensor_to_numpy(value)

@@ -56,12 +56,16 @@ def model_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProt
         yield from _node_tensors(function.node, f"function '{function.name}', ")
 
 
-def check_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> None:
-    """Refuse external data that leaves ``base_dir``, is malformed, or has no folder to come from."""
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> int:
+    """Refuse external data that leaves ``base_dir``, is malformed, or has no folder to come from;
+    returns how many tensors have external data."""
     sizes: dict[str, int] = {}  # checked location -> file size: models keep most tensors in one file
+    count = 0
     for where, tensor in model_tensors(proto):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_one(f"{where} '{tensor.name}'", tensor, base_dir, sizes)
+            count += 1
+    return count
 
 
 def _check_one(what: str, tensor: onnx.TensorProto, base_dir: Path | None, sizes: dict[str, int]) -> None:

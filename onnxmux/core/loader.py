@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Union
 
 import numpy as np
 import onnx
@@ -15,10 +17,11 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core import contrib_schemas, validation
+from onnxmux.core import bulk_attrs, contrib_schemas, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
+from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ class LoadedModel:
     """A model ready for optimization and partitioning."""
 
     model: ir.Model
+    #: The parsed model, for its metadata; its long list attributes and node outputs' value infos
+    #: are only on ``model`` (bulk_attrs.py, value_infos.py).
     proto: onnx.ModelProto
     #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
     base_dir: Path | None
@@ -73,24 +78,61 @@ def load(
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
-    check_external_data(proto, base_dir)
-    validation.check_tensors(proto)
+    external_tensors = check_external_data(proto, base_dir)
+    raw_initializers = validation.check_tensors(proto)
     if proto.functions:
         proto = _inline_functions(proto)
     validation.check_nodes(proto)
     _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
+    long_lists = bulk_attrs.detach_forests(proto)
     proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
+    long_lists += bulk_attrs.detach_long_lists(proto.graph)
+    output_infos = value_infos.take_node_output_infos(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
-    if base_dir is not None:
-        ir.external_data.set_base_dir(model.graph, base_dir)
+    value_infos.give_node_output_infos(model.graph, output_infos)
+    bulk_attrs.attach_long_lists(model.graph, long_lists)
+    if base_dir is not None and external_tensors:
+        _set_base_dir(model.graph, base_dir, external_tensors)
+    _adopt_raw_initializers(model.graph, raw_initializers)
     _fix_initializer_inputs(model)
     name_nodes(model.graph)
     return LoadedModel(model, proto, base_dir, declared)
+
+
+def _set_base_dir(graph: ir.Graph, base_dir: Path, external_tensors: int) -> None:
+    """Tell the model's ``external_tensors`` external tensors where their files are: directly when
+    they are all initializers of the main graph, else by onnx-ir's walk over every tensor."""
+    tensors = [v.const_value for v in graph.initializers.values() if isinstance(v.const_value, ir.ExternalTensor)]
+    if len(tensors) != external_tensors:
+        ir.external_data.set_base_dir(graph, base_dir)
+        return
+    for tensor in tensors:
+        tensor.base_dir = base_dir
+
+
+def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:
+    """Give the initializers read during validation arrays over those bytes.
+
+    onnx-ir's proto-backed tensors copy their raw_data out of the proto on every ``numpy()``
+    call (and the optimizer and compiler call it more than once); arrays over the bytes
+    validation already read make every later read free.
+    """
+    for name, value in graph.initializers.items():
+        tensor, data = value.const_value, raw.get(name)
+        if data is None or not isinstance(tensor, ir.serde.TensorProtoTensor):
+            continue
+        dtype = tensor.dtype
+        if dtype == ir.DataType.STRING or dtype.bitwidth % 8:  # packed sub-byte types keep onnx-ir's unpacking
+            continue
+        array = np.frombuffer(data, dtype=dtype.numpy().newbyteorder("<")).reshape(tuple(tensor.shape.numpy()))
+        value.const_value = ir.Tensor(
+            array, dtype=dtype, name=tensor.name, doc_string=tensor.doc_string, metadata_props=dict(tensor.metadata_props) or None
+        )
 
 
 #: Before this IR version every initializer is also listed as a graph input.
@@ -113,14 +155,33 @@ def _fix_initializer_inputs(model: ir.Model) -> None:
 
 def name_nodes(graph: ir.Graph) -> None:
     """Give every unnamed node (subgraphs included) a unique name, so plans and errors can cite it."""
-    taken = {n.name for n in ir.traversal.RecursiveGraphIterator(graph) if n.name}
+    nodes = _all_nodes(graph)
+    taken = {n.name for n in nodes if n.name}
     counter = 0
-    for node in ir.traversal.RecursiveGraphIterator(graph):
+    for node in nodes:
         if not node.name:
             while f"{node.op_type}_{counter}" in taken:
                 counter += 1
             node.name = f"{node.op_type}_{counter}"
             taken.add(node.name)
+
+
+def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
+    """The graph's nodes, each followed by those of its subgraphs (onnx-ir's recursive iterator
+    costs several times more per node)."""
+    nodes: list[ir.Node] = []
+    for node in graph:
+        nodes.append(node)
+        if node.attributes:
+            for attr in attribute_values(node):
+                if attr.is_ref():
+                    continue
+                if attr.type == ir.AttributeType.GRAPH:
+                    nodes.extend(_all_nodes(attr.value))
+                elif attr.type == ir.AttributeType.GRAPHS:
+                    for sub in attr.value:
+                        nodes.extend(_all_nodes(sub))
+    return nodes
 
 
 def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
@@ -132,13 +193,30 @@ def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
         return _parse(bytes(source), "the model bytes"), None
     path = Path(source)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file, _mapped(file) as data:
+            proto = _parse(data, f"'{path}'")
     except OSError as exc:
         raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
-    return _parse(data, f"'{path}'"), path.resolve().parent
+    return proto, path.resolve().parent
 
 
-def _parse(data: bytes, what: str) -> onnx.ModelProto:
+@contextlib.contextmanager
+def _mapped(file: BinaryIO) -> Iterator[memoryview | bytes]:
+    """The file's bytes, memory-mapped while they are parsed (protobuf copies what it keeps):
+    reading them into memory first would copy every weight once more."""
+    try:
+        mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (ValueError, OSError):  # empty files and files that cannot be mapped are read
+        yield file.read()
+        return
+    try:
+        with memoryview(mapping) as view:
+            yield view
+    finally:
+        mapping.close()
+
+
+def _parse(data: bytes | memoryview, what: str) -> onnx.ModelProto:
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)

@@ -83,7 +83,22 @@ def type_info(value: ir.Value | None) -> TypeInfo:
     """The TypeInfo of an IR value, from its declared or inferred type and shape."""
     if value is None or value.type is None:
         return UNKNOWN
-    return _from_ir_type(value.type, value.shape)
+    t = value.type
+    if type(t) is not ir.TensorType:
+        return _from_ir_type(t, value.shape)
+    # Most values are tensors of a few kinds: one TypeInfo (frozen) per element type and shape.
+    key = (t.dtype, _shape_of(value.shape))
+    found = _TENSOR_INFOS.get(key)
+    if found is None:
+        found = _TENSOR_INFOS[key] = TypeInfo("tensor", _safe_dtype(t.dtype), key[1])
+        if len(_TENSOR_INFOS) > _TENSOR_INFOS_KEPT:
+            _TENSOR_INFOS.clear()
+    return found
+
+
+#: Tensor TypeInfos by (element type, shape), and how many are kept at most.
+_TENSOR_INFOS: dict[tuple, TypeInfo] = {}
+_TENSOR_INFOS_KEPT = 4096
 
 
 def _from_ir_type(t: ir.TypeProtocol, shape: ir.Shape | None = None) -> TypeInfo:

@@ -8,11 +8,15 @@ an InvalidGraph naming the node, attribute or tensor.
 
 from __future__ import annotations
 
+import functools
 import heapq
+import itertools
 import math
-from typing import Iterable, Iterator
+import operator
+from typing import Any, Iterable, Iterator
 
 import onnx
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto
 
@@ -28,6 +32,8 @@ _SUB_BYTE_BITS = {
     TensorProto.INT2: 2, TensorProto.UINT2: 2, TensorProto.FLOAT6E2M3: 6, TensorProto.FLOAT6E3M2: 6,
 }
 _COMPLEX = (TensorProto.COMPLEX64, TensorProto.COMPLEX128)
+#: Every element type number onnx defines (the enum's ``values()`` builds a new list each call).
+_DATA_TYPES = frozenset(TensorProto.DataType.values())
 #: Domains whose schemas are complete, so an attribute they do not list is an error.
 _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
@@ -36,22 +42,83 @@ _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 def check_text(message: Message, where: str = "the model") -> None:
     """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
     ones back as bytes, which nothing downstream expects."""
-    for field in message.DESCRIPTOR.fields:  # not ListFields: that would copy every raw_data
-        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
-            continue
-        if field.is_repeated:
-            items = getattr(message, field.name)
-        elif field.type == field.TYPE_MESSAGE and not message.HasField(field.name):
-            continue
-        else:
-            items = [getattr(message, field.name)]
-        if field.type == field.TYPE_STRING:
-            bad = next((item for item in items if not isinstance(item, str)), None)
-            if bad is not None:
-                raise InvalidGraph(f"{where}: field '{field.name}' holds {bytes(bad)[:40]!r}, which is not valid UTF-8")
-        elif field.type == field.TYPE_MESSAGE:
-            for item in items:
-                check_text(item, _label(item, where))
+    if _all_text_valid(message):
+        return
+    found = _bad_text(message)
+    if found is not None:
+        path, field, value = found
+        for holder in reversed(path):
+            where = _label(holder, where)
+        raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
+
+
+def _all_text_valid(message: Message) -> bool:
+    """Whether every string field below ``message`` holds a str, checked field by field over all
+    the messages of one type at a time (the loops over messages run in C)."""
+    pending = [(message.DESCRIPTOR, [message])]
+    while pending:
+        descriptor, messages = pending.pop()
+        strings, repeated_strings, singles, repeated = _text_plan(descriptor)
+        for name in strings:
+            if not _all_str(map(operator.attrgetter(name), messages)):
+                return False
+        for name in repeated_strings:
+            if not _all_str(itertools.chain.from_iterable(map(operator.attrgetter(name), messages))):
+                return False
+        for name in singles:
+            present = filter(operator.methodcaller("HasField", name), messages)
+            children = list(map(operator.attrgetter(name), present))
+            if children:
+                pending.append((descriptor.fields_by_name[name].message_type, children))
+        for name in repeated:
+            children = list(itertools.chain.from_iterable(map(operator.attrgetter(name), messages)))
+            if children:
+                pending.append((descriptor.fields_by_name[name].message_type, children))
+    return True
+
+
+def _bad_text(message: Message) -> tuple[list[Message], str, object] | None:
+    """The first string field that is not valid UTF-8: the messages below ``message`` that hold
+    it (innermost first), its name and value; None when all are valid (the slow search that
+    names it, run once ``_all_text_valid`` found one)."""
+    strings, repeated_strings, messages, repeated_messages = _text_plan(message.DESCRIPTOR)
+    for name in strings:
+        value = getattr(message, name)
+        if type(value) is not str:
+            return [], name, value
+    for name in repeated_strings:
+        items = getattr(message, name)
+        if not _all_str(items):
+            return [], name, next(item for item in items if type(item) is not str)
+    children = [getattr(message, name) for name in messages if message.HasField(name)]
+    for name in repeated_messages:
+        children.extend(getattr(message, name))
+    for child in children:
+        found = _bad_text(child)
+        if found is not None:
+            found[0].append(child)
+            return found
+    return None
+
+
+def _all_str(items: Iterable[object]) -> bool:
+    """Whether every item is a str (the loop runs in C)."""
+    return set(map(type, items)) <= _STR
+
+
+_STR = {str}
+
+
+@functools.lru_cache(maxsize=None)
+def _text_plan(descriptor: Any) -> tuple[tuple[str, ...], ...]:
+    """A message type's string and message fields, single and repeated (not ListFields: that
+    would copy every raw_data)."""
+
+    def names(kind: int, repeated: bool) -> tuple[str, ...]:
+        return tuple(f.name for f in descriptor.fields if f.type == kind and f.is_repeated == repeated)
+
+    string, message = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
+    return names(string, False), names(string, True), names(message, False), names(message, True)
 
 
 def _label(message: Message, where: str) -> str:
@@ -61,21 +128,37 @@ def _label(message: Message, where: str) -> str:
 
 
 # -- tensors ------------------------------------------------------------------------------
-def check_tensors(proto: onnx.ModelProto) -> None:
-    """Every tensor's data type, dims, data field and data size agree."""
-    for where, tensor in model_tensors(proto):
-        check_tensor(f"{where} '{tensor.name}'", tensor)
+def check_tensors(proto: onnx.ModelProto) -> dict[str, bytes]:
+    """Every tensor's data type, dims, data field and data size agree.
+
+    Returns the raw_data bytes read from the main graph's initializers (by name; names given
+    twice are left out): protobuf copies them on each read, so the loader builds the weights
+    from these instead of copying them again.
+    """
+    raw: dict[str, bytes] = {}
+    twice: set[str] = set()
+    main = len(proto.graph.initializer)
+    for index, (where, tensor) in enumerate(model_tensors(proto)):
+        data = check_tensor(f"{where} '{tensor.name}'", tensor)
+        if index < main and data is not None:  # model_tensors yields the main initializers first
+            if tensor.name in raw:
+                twice.add(tensor.name)
+            raw[tensor.name] = data
+    for name in twice:
+        del raw[name]
+    return raw
 
 
-def check_tensor(what: str, tensor: TensorProto) -> None:
-    """One tensor's data type, dims and inline data agree (external data is checked elsewhere)."""
+def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
+    """One tensor's data type, dims and inline data agree (external data is checked elsewhere);
+    returns its raw_data when it has some."""
     dtype = tensor.data_type
-    if dtype == TensorProto.UNDEFINED or dtype not in TensorProto.DataType.values():
+    if dtype == TensorProto.UNDEFINED or dtype not in _DATA_TYPES:
         raise InvalidGraph(f"{what}: unknown data type {dtype}")
     if any(d < 0 for d in tensor.dims):
         raise InvalidGraph(f"{what}: negative dimension in dims {list(tensor.dims)}")
     if tensor.data_location == TensorProto.EXTERNAL:
-        return
+        return None
     count = math.prod(tensor.dims)
     field = onnx.helper.tensor_dtype_to_field(dtype)
     type_name = TensorProto.DataType.Name(dtype)
@@ -87,11 +170,12 @@ def check_tensor(what: str, tensor: TensorProto) -> None:
             raise InvalidGraph(f"{what}: a STRING tensor cannot hold raw_data")
         bits = _SUB_BYTE_BITS.get(dtype, 8 * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize)
         expected = (count * bits + 7) // 8
-        if len(tensor.raw_data) != expected:
+        data = tensor.raw_data  # a copy: read once
+        if len(data) != expected:
             raise InvalidGraph(
-                f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(tensor.raw_data)}"
+                f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(data)}"
             )
-        return
+        return data
     if dtype == TensorProto.STRING:
         for index, item in enumerate(tensor.string_data):
             try:
@@ -105,6 +189,7 @@ def check_tensor(what: str, tensor: TensorProto) -> None:
         fits = held == count * (2 if dtype in _COMPLEX else 1)
     if not fits:
         raise InvalidGraph(f"{what}: dims {list(tensor.dims)} need {count} elements, the tensor holds {held} in {field}")
+    return None
 
 
 # -- nodes --------------------------------------------------------------------------------
@@ -149,12 +234,27 @@ def schema_of(node: onnx.NodeProto, opsets: dict[str, int]) -> onnx.defs.OpSchem
     """The schema the model's opset selects for ``node``, None for operators onnx does not define."""
     domain = "" if node.domain == "ai.onnx" else node.domain
     version = opsets.get(domain)
-    if version is None or contrib_schemas.typing_only(node.op_type, domain):
+    if version is None:
         return None
-    try:
-        return onnx.defs.get_schema(node.op_type, version, domain)
-    except onnx.defs.SchemaError:
+    return _schema(node.op_type, version, domain)
+
+
+def _schema(op_type: str, version: int, domain: str) -> onnx.defs.OpSchema | None:
+    """onnx's schema lookup, remembered per (op, opset, domain): it copies the whole schema each call."""
+    if contrib_schemas.typing_only(op_type, domain):
         return None
+    key = (op_type, version, domain)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        try:
+            schema = _SCHEMAS[key] = onnx.defs.get_schema(op_type, version, domain)
+        except onnx.defs.SchemaError:
+            return None  # not remembered: a schema may be registered later
+    return schema
+
+
+#: Schemas found, by (op type, opset, domain).
+_SCHEMAS: dict[tuple[str, int, str], onnx.defs.OpSchema] = {}
 
 
 def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
@@ -167,8 +267,9 @@ def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
     if schema is None:
         return
     op = f"{node.op_type}-{schema.since_version}"
+    attributes = _signature(schema)[2]
     for attr in node.attribute:
-        spec = schema.attributes.get(attr.name)
+        spec = attributes.get(attr.name)
         if spec is None:
             if schema.domain in _STRICT_DOMAINS:
                 raise InvalidGraph(f"{describe(node)}: attribute '{attr.name}' is not an attribute of {op}")
@@ -180,7 +281,7 @@ def _check_node(node: onnx.NodeProto, opsets: dict[str, int]) -> None:
                 f"{describe(node)}: attribute '{attr.name}' is a {_ATTR_NAME(attr.type)}; "
                 f"the schema wants {_ATTR_NAME(int(spec.type))}"
             )
-    for name, spec in schema.attributes.items():
+    for name, spec in attributes.items():
         if spec.required and name not in seen:
             raise InvalidGraph(f"{describe(node)}: required attribute '{name}' is missing")
     _check_count(node, "inputs", len(node.input), schema.min_input, schema.max_input, op)
@@ -205,12 +306,24 @@ def _names_read(node: onnx.NodeProto) -> Iterator[str]:
                 yield from (name for name in _names_read(inner) if name not in local)
 
 
+def _in_order(graph: onnx.GraphProto, producer: dict[str, int]) -> bool:
+    """Whether every node reads only values made by earlier nodes (the usual case, checked
+    without building each node's dependencies)."""
+    for i, node in enumerate(graph.node):
+        if any(producer.get(name, -1) >= i for name in node.input):
+            return False
+        if node.attribute and any(attr.HasField("g") or len(attr.graphs) for attr in node.attribute):
+            if any(producer.get(name, -1) >= i for name in _names_read(node)):
+                return False
+    return True
+
+
 def _sort(graph: onnx.GraphProto) -> None:
     """Put the nodes in topological order (stable); a cycle is an InvalidGraph."""
     producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
-    deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
-    if all(all(d < i for d in ds) for i, ds in enumerate(deps)):
+    if _in_order(graph, producer):
         return
+    deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
     users: list[list[int]] = [[] for _ in graph.node]
     for i, ds in enumerate(deps):
         for d in ds:
@@ -242,7 +355,7 @@ def type_name(type_proto: onnx.TypeProto) -> str | None:
     if type_proto.WhichOneof("value") != "tensor_type" or not type_proto.tensor_type.elem_type:
         return None
     elem = type_proto.tensor_type.elem_type
-    if elem not in TensorProto.DataType.values():
+    if elem not in _DATA_TYPES:
         return None
     return f"tensor({TensorProto.DataType.Name(elem).lower()})"
 
@@ -259,7 +372,7 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
         if name is not None:
             types[info.name] = name
     for tensor in graph.initializer:
-        if tensor.data_type in TensorProto.DataType.values() and tensor.data_type:
+        if tensor.data_type in _DATA_TYPES and tensor.data_type:
             types[tensor.name] = f"tensor({TensorProto.DataType.Name(tensor.data_type).lower()})"
     for node in graph.node:
         schema = schema_of(node, opsets)
@@ -270,10 +383,24 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
                 _check_graph_types(sub, opsets, types)
 
 
+def _signature(schema: onnx.defs.OpSchema) -> _Signature:
+    """The schema's allowed types per type parameter, formal inputs and attributes, read once per
+    schema (each read of a schema's properties builds them anew)."""
+    key = (schema.domain, schema.name, schema.since_version)
+    found = _SIGNATURES.get(key)
+    if found is None:
+        constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        found = _SIGNATURES[key] = (constraints, list(schema.inputs), dict(schema.attributes))
+    return found
+
+
+_Signature = tuple[dict[str, set[str]], list[Any], dict[str, Any]]
+_SIGNATURES: dict[tuple[str, str, int], _Signature] = {}
+
+
 def _check_bindings(node: onnx.NodeProto, schema: onnx.defs.OpSchema, types: dict[str, str]) -> None:
-    constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    constraints, formals, _ = _signature(schema)
     bound: dict[str, tuple[str, str]] = {}
-    formals = list(schema.inputs)
     for index, name in enumerate(node.input):
         if not name or not formals or name not in types:
             continue

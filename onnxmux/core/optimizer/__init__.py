@@ -121,9 +121,10 @@ def optimize(
             ", ".join(sorted(unknown)),
             ", ".join(sorted(known)),
         )
-    _share_opsets(model.graph)
+    bodies = subgraphs(model.graph)
+    _share_opsets(model.graph, bodies)
     if private_ops is not None:
-        for graph in model.graphs():
+        for graph in [model.graph, *bodies]:
             graph.meta[PRIVATE_OPS_META] = private_ops
     reserve_names(model.graph)
     run = _Run(model)
@@ -142,12 +143,12 @@ def _builtin(cls: type[Rule], custom_ops: SessionCustomOps | None) -> Rule:
     return ConstantFolding(custom_ops=custom_ops) if cls is ConstantFolding else cls()
 
 
-def _share_opsets(graph: ir.Graph) -> None:
-    """Give subgraphs the model's opset imports, so rules read the opset from any graph.
+def _share_opsets(graph: ir.Graph, bodies: list[ir.Graph]) -> None:
+    """Give the subgraphs ``bodies`` the model's opset imports, so rules read the opset from any graph.
 
     (Subgraphs have no imports of their own in ONNX; this is not serialized.)
     """
-    for sub in subgraphs(graph):
+    for sub in bodies:
         for domain, version in graph.opset_imports.items():
             sub.opset_imports.setdefault(domain, version)
 
@@ -162,6 +163,8 @@ class _Run:
         self.nested = bool(subgraphs(model.graph))
         #: The node count (subgraphs included) as of the last change.
         self.nodes = self._count()
+        #: The op types in the graph and its subgraphs as of the last change (None: not known).
+        self.op_types: set[str] | None = None
 
     def _count(self) -> int:
         graph = self.model.graph
@@ -173,29 +176,45 @@ class _Run:
 
     def builtins(self, rules: list[Rule]) -> None:
         """Run ``rules`` in rounds until none changes anything; a failing rule is rolled back
-        (with everything after the last good state) and the rounds restart without it."""
+        (with everything after the last good state) and the rounds restart without it.
+
+        The graph is checked once, after the last round; only when something failed are the
+        rounds replayed from the snapshot with a check after every rewrite, which finds the rule
+        at fault (rules are deterministic, so the replay makes the same rewrites).
+        """
         saved = Snapshot(self.model.graph)
         kept = dict(self.reports)
+        each = False
         while True:
             try:
-                self._rounds(rules)
+                if self._rounds(rules, graph_problems if each else None) and not each:
+                    problems = graph_problems(self.model.graph)
+                    if problems:
+                        raise _RuleFailed(rules[0], "left an invalid graph: " + "; ".join(problems[:3]))
                 return
             except _RuleFailed as failure:
                 saved.restore()
-                self.nodes = self._count()
+                self.nodes, self.op_types = self._count(), None
                 self.reports = kept
+                if not each:  # replay, checking every rewrite, to blame the right rule
+                    each = True
+                    continue
                 rules = [r for r in rules if r is not failure.rule]
                 self._failed(failure.rule, "built-in", failure.reason)
                 kept = dict(self.reports)
 
-    def _rounds(self, rules: list[Rule]) -> None:
+    def _rounds(self, rules: list[Rule], check) -> bool:
+        """Apply the rules in rounds until one changes nothing; True when any rule changed the graph."""
+        changed_any = False
         for _ in range(MAX_ROUNDS):
             changed = False
             for rule in rules:
-                if self._apply(rule, "built-in", check=graph_problems):
+                if self._apply(rule, "built-in", check=check):
                     changed = True
             if not changed:
-                return
+                break
+            changed_any = True
+        return changed_any
 
     def user(self, rule: Rule) -> bool:
         """Apply one user rule on a snapshot-protected graph; True when it changed something."""
@@ -205,14 +224,24 @@ class _Run:
             return self._apply(rule, "user", check=lambda _: model_problems(self.model))
         except _RuleFailed as failure:
             restore_clone(graph, saved)
-            self.nodes = self._count()
+            self.nodes, self.op_types = self._count(), None
             self._failed(rule, "user", failure.reason)
             return False
+
+    def _present(self, roots: frozenset[str]) -> bool:
+        """Whether a node of one of the op types ``roots`` is in the graph or its subgraphs."""
+        if self.op_types is None:
+            graph = self.model.graph
+            bodies = subgraphs(graph) if self.nested else []
+            self.op_types = {node.op_type for g in [graph, *bodies] for node in g}
+        return not roots.isdisjoint(self.op_types)
 
     def _apply(self, rule: Rule, kind: str, check) -> int:
         """Apply ``rule`` to the main graph (and subgraphs); raise _RuleFailed when it breaks."""
         graph = self.model.graph
         before = self.nodes
+        if rule.roots is not None and not self._present(rule.roots):
+            return 0
         try:
             rewrites = int(rule.apply(graph) or 0)
             if rule.subgraphs and self.nested:
@@ -220,10 +249,12 @@ class _Run:
                     rewrites += int(rule.apply(sub) or 0)
         except Exception as exc:
             raise _RuleFailed(rule, f"raised {type(exc).__name__}: {exc}") from exc
+        if rewrites or kind == "user":  # a user rule may be wrong about its count
+            self.op_types = None
         if not rewrites and kind != "user":
             return 0
         # A user rule is checked even when it reports no rewrites: it may be wrong about that too.
-        problems = check(graph)
+        problems = check(graph) if check is not None else []
         if problems:
             raise _RuleFailed(rule, "left an invalid graph: " + "; ".join(problems[:3]))
         if not rewrites:

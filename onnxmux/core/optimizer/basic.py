@@ -10,7 +10,9 @@ from typing import Any, Hashable
 
 import onnx_ir as ir
 
+from onnxmux.core.bulk_attrs import BulkAttr
 from onnxmux.core.context import tensor_to_numpy
+from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.optimizer.editing import (
     ONNXMUX_DOMAIN,
     RANDOM_OPS,
@@ -35,6 +37,10 @@ class _NoOpRule(PatternRule):
 
     op_type = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.roots = frozenset({cls.op_type})
+
     def is_noop(self, graph: ir.Graph, node: ir.Node) -> bool:
         """Whether this node of ``op_type`` leaves its first input unchanged."""
         raise NotImplementedError
@@ -49,7 +55,9 @@ class _NoOpRule(PatternRule):
         """Bypass every no-op node whose output can be redirected (graph outputs keep their names)."""
         count = 0
         for node in list(graph):
-            if node.graph is graph and self.match(node) is not None and bypass(graph, node, node.inputs[0]):
+            if node.op_type != self.op_type or node.graph is not graph:
+                continue
+            if self.match(node) is not None and bypass(graph, node, node.inputs[0]):
                 count += 1
         return count
 
@@ -276,7 +284,7 @@ def _cse_key(node: ir.Node) -> Hashable | None:
     if has_subgraph(node) or any(not v.name for v in node.outputs):
         return None
     attributes = []
-    for name, attribute in sorted(node.attributes.items()):
+    for name, attribute in sorted(attribute_items(node)):
         value = _attr_key(attribute)
         if value is None:
             return None
@@ -295,7 +303,10 @@ def _attr_key(attribute: ir.Attr) -> Hashable | None:
     """A hashable form of an attribute's value (None for kinds CSE does not compare)."""
     if attribute.is_ref():
         return None
-    kind, value = attribute.type, attribute.value
+    kind = attribute.type
+    if isinstance(attribute, BulkAttr):  # a long list: its bytes, without making its tuple
+        return (kind, attribute.content_key())
+    value = attribute.value
     if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):
         return (kind, value)
     if kind in (ir.AttributeType.INTS, ir.AttributeType.FLOATS, ir.AttributeType.STRINGS):

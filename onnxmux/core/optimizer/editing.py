@@ -10,6 +10,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.context import tensor_to_numpy
+from onnxmux.core.node_attributes import attribute_values
 
 #: The project's own operator domain (fused kernels of the CPU provider).
 ONNXMUX_DOMAIN = "com.onnxmux"
@@ -91,14 +92,17 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
 
 def has_subgraph(node: ir.Node) -> bool:
     """Whether the node holds GRAPH or GRAPHS attributes (If, Loop, Scan...)."""
-    return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+    return any(a.type in _GRAPH_KINDS for a in attribute_values(node))
+
+
+_GRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 
 
 def subgraphs(graph: ir.Graph) -> list[ir.Graph]:
     """The bodies of the graph's control-flow nodes, nested ones included, outermost first."""
     found: list[ir.Graph] = []
     for node in graph:
-        for attribute in node.attributes.values():
+        for attribute in attribute_values(node):
             if attribute.type == ir.AttributeType.GRAPH:
                 bodies = [attribute.value]
             elif attribute.type == ir.AttributeType.GRAPHS:

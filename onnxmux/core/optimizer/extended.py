@@ -37,6 +37,8 @@ class _ConvFold(PatternRule):
     node applies; ``rewrite`` gives the Conv ``W * scale`` and ``B * scale + shift``.
     """
 
+    roots = frozenset({"Conv"})
+
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The (scale, shift) per output channel that ``nxt`` applies to the Conv output, or None."""
         raise NotImplementedError
@@ -149,6 +151,7 @@ class FuseMatMulAddToGemm(PatternRule):
     """2-D MatMul followed by Add of a constant bias broadcastable to the product: one Gemm."""
 
     name = "FuseMatMulAddToGemm"
+    roots = frozenset({"MatMul"})
 
     def match(self, node: ir.Node) -> Any | None:
         """(Add node, bias) for a 2-D float MatMul whose only reader adds a suitable constant."""
@@ -190,6 +193,7 @@ class FuseGemmTranspose(PatternRule):
     output becomes a Gemm of the swapped operands ((AB)ᵀ = BᵀAᵀ)."""
 
     name = "FuseGemmTranspose"
+    roots = frozenset({"Gemm"})
 
     def match(self, node: ir.Node) -> Any | None:
         """Which operands are transposed, or "output" for a transposed result."""
@@ -234,6 +238,7 @@ class CollapseReshapeChain(PatternRule):
     when its own target shape does not copy dims (no 0 entries) from the intermediate shape."""
 
     name = "CollapseReshapeChain"
+    roots = frozenset({"Reshape"})
 
     def match(self, node: ir.Node) -> Any | None:
         """The earlier reshape-like node whose input this Reshape can read instead."""

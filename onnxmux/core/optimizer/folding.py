@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx_ir as ir
 
-from onnxmux.core.context import NodeContext
+from onnxmux.core.context import NodeContext, tensor_to_numpy
 from onnxmux.core.provider import KernelProvider
 from onnxmux.core.optimizer.editing import (
     RANDOM_OPS,
@@ -101,23 +101,11 @@ class ConstantFolding(Rule):
         self, graph: ir.Graph, node: ir.Node, inputs: list[Any], cpu: KernelProvider
     ) -> list[np.ndarray] | None:
         """The node's output arrays computed by its CPU kernel, or None when it cannot be folded."""
-        domain = "" if node.domain == "ai.onnx" else node.domain
-        ctx = NodeContext(
-            node,
-            opset(graph, domain),
-            [type_info(v) if v is not None else None for v in node.inputs],
-            [type_info(v) if v.name else None for v in node.outputs],
-            constants=inputs,
-        )
-        kernel, _ = cpu.kernel_for(ctx)
-        if kernel is None or self._too_large(node, inputs):
-            return None
-        try:
-            run = kernel.factory(ctx, np)
-            results = run(*_trim_trailing_none(inputs))
-        except Exception as exc:  # a kernel that fails here fails at run time too; leave it there
-            logger.debug("constant folding skipped %s: %s: %s", ctx.describe(), type(exc).__name__, exc)
-            return None
+        results = _tensor_constant(node)
+        if results is None:
+            results = self._run_kernel(graph, node, inputs, cpu)
+            if results is None:
+                return None
         if type(results) is not tuple:
             results = (results,)
         arrays = []
@@ -135,10 +123,41 @@ class ConstantFolding(Rule):
             return None
         return arrays
 
+    def _run_kernel(self, graph: ir.Graph, node: ir.Node, inputs: list[Any], cpu: KernelProvider) -> Any | None:
+        """What the node's CPU kernel computes, or None when it has none or fails."""
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        ctx = NodeContext(
+            node,
+            opset(graph, domain),
+            [type_info(v) if v is not None else None for v in node.inputs],
+            [type_info(v) if v.name else None for v in node.outputs],
+            constants=inputs,
+        )
+        kernel, _ = cpu.kernel_for(ctx)
+        if kernel is None or self._too_large(node, inputs):
+            return None
+        try:
+            run = kernel.factory(ctx, np)
+            return run(*_trim_trailing_none(inputs))
+        except Exception as exc:  # a kernel that fails here fails at run time too; leave it there
+            logger.debug("constant folding skipped %s: %s: %s", ctx.describe(), type(exc).__name__, exc)
+            return None
+
     def _too_large(self, node: ir.Node, inputs: list[Any]) -> bool:
         """Whether the node's outputs would certainly exceed the size limit (checked before running it)."""
         estimate = _output_size(node, inputs)
         return estimate is not None and estimate > self.max_elements
+
+
+def _tensor_constant(node: ir.Node) -> tuple[np.ndarray] | None:
+    """The array of a Constant node holding a dense tensor (most of them), read without running
+    the kernel; None for other nodes."""
+    if node.op_type != "Constant" or not _is_default_domain(node) or len(node.attributes) != 1:
+        return None
+    attribute = node.attributes.get("value")
+    if attribute is None or attribute.is_ref() or attribute.type != ir.AttributeType.TENSOR:
+        return None
+    return (tensor_to_numpy(attribute.value),)
 
 
 def _is_default_domain(node: ir.Node) -> bool:

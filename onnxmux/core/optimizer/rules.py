@@ -19,6 +19,9 @@ class Rule:
     name: ClassVar[str] = ""
     #: Whether the optimizer also applies the rule to the bodies of If/Loop/Scan nodes.
     subgraphs: ClassVar[bool] = True
+    #: The op types a rewrite can start at (None: any); the optimizer skips the rule while no
+    #: node of the graph (or its subgraphs) has one of them, and a PatternRule skips other nodes.
+    roots: ClassVar[frozenset[str] | None] = None
 
     def apply(self, graph: ir.Graph) -> int:
         """Rewrite ``graph`` in place; returns the number of rewrites made."""
@@ -47,8 +50,9 @@ class PatternRule(Rule):
     def apply(self, graph: ir.Graph) -> int:
         """Try ``match`` at every node still in the graph; ``rewrite`` each match."""
         count = 0
+        roots = self.roots
         for node in list(graph):
-            if node.graph is not graph:
+            if node.graph is not graph or (roots is not None and node.op_type not in roots):
                 continue
             found = self.match(node)
             if found is not None:

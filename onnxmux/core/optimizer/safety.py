@@ -7,6 +7,7 @@ import itertools
 import onnx
 import onnx_ir as ir
 
+from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.optimizer.editing import subgraphs
 
 #: Run onnx.checker on the serialized model only below this many initializer bytes (it copies them).
@@ -97,7 +98,7 @@ class Snapshot:
             for value in itertools.chain(g.inputs, g.initializers.values()):
                 self._keep(value)
             for node in nodes:
-                self.nodes[node] = (node.inputs, dict(node.attributes))
+                self.nodes[node] = (node.inputs, dict(attribute_items(node)))
                 for value in node.outputs:
                     self._keep(value)
 

@@ -110,6 +110,7 @@ class FuseGelu(_GeluFusion):
     """``0.5 * x * (1 + erf(x / sqrt(2)))`` (or ``x * 0.7071...``) into Gelu."""
 
     name = "FuseGelu"
+    roots = frozenset({"Erf"})
 
     def match(self, node: ir.Node) -> Any | None:
         """(x, last node) when ``node`` is the Erf of a Gelu pattern."""
@@ -139,6 +140,7 @@ class FuseFastGelu(_GeluFusion):
     """``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`` into Gelu(approximate="tanh")."""
 
     name = "FuseFastGelu"
+    roots = frozenset({"Tanh"})
     approximate = "tanh"
 
     def match(self, node: ir.Node) -> Any | None:
@@ -237,6 +239,7 @@ class FuseLayerNormalization(_OnnxOrPrivate):
     """
 
     name = "FuseLayerNormalization"
+    roots = frozenset({"ReduceMean"})
     fused_op = "LayerNormalization"
     onnx_since = 17
 
@@ -322,6 +325,7 @@ class FuseSoftmax(PatternRule):
     """``Exp(x) / ReduceSum(Exp(x))`` over one axis, optionally of ``x - ReduceMax(x)``, into Softmax."""
 
     name = "FuseSoftmax"
+    roots = frozenset({"Exp"})
 
     def match(self, node: ir.Node) -> Any | None:
         """(input, axis, Div node) when ``node`` is the Exp of a softmax."""

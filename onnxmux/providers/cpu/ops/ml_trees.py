@@ -12,6 +12,7 @@ or with bincount (and ufunc.at for MIN/MAX) when there are many targets.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -39,6 +40,8 @@ _LEGACY_MODES = {
     "BRANCH_NEQ": _NEQ,
     "LEAF": _LEAF,
 }
+_LEGACY_MODE_CODES = {name.encode(): code for name, code in _LEGACY_MODES.items()}
+_UNKNOWN_MODE = -2
 _UFUNC_NAMES = {
     _LEQ: "less_equal",
     _LT: "less",
@@ -121,19 +124,23 @@ def _build_forest(
 
 def _depth(ctx: NodeContext, children: np.ndarray, is_leaf: np.ndarray, roots: np.ndarray) -> int:
     """The number of branch nodes on the longest root-to-leaf path."""
-    frontier = np.unique(roots[~is_leaf[roots]])
+    seen = np.zeros(is_leaf.size, dtype=bool)
+    seen[roots] = True
+    frontier = np.flatnonzero(seen & ~is_leaf)
     depth = 0
     while frontier.size:
         depth += 1
         if depth > is_leaf.size:
             raise ctx.error("the trees contain a cycle")
-        reached = np.unique(np.concatenate([children[2 * frontier], children[2 * frontier + 1]]))
-        frontier = reached[~is_leaf[reached]]
+        seen[:] = False
+        seen[children[2 * frontier]] = True
+        seen[children[2 * frontier + 1]] = True
+        frontier = np.flatnonzero(seen & ~is_leaf)
     return depth
 
 
 def _ints(ctx: NodeContext, name: str) -> np.ndarray:
-    return np.asarray(ctx.attr(name, []), dtype=np.int64).ravel()
+    return ctx.array(name, np.int64)
 
 
 def _same_length(ctx: NodeContext, prefix: str, arrays: dict[str, np.ndarray]) -> None:
@@ -215,20 +222,88 @@ def _float_attr(ctx: NodeContext, name: str) -> np.ndarray:
     tensor = ctx.attr(f"{name}_as_tensor", None)
     if tensor is not None:
         return np.asarray(tensor, dtype=np.float64).ravel()
-    return np.asarray(ctx.attr(name, []), dtype=np.float32)
+    return ctx.array(name, np.float32)
+
+
+def _legacy_modes(ctx: NodeContext) -> np.ndarray:
+    """nodes_modes as comparison numbers."""
+    modes = ctx.utf8_strings("nodes_modes")
+    codes = np.fromiter(map(_LEGACY_MODE_CODES.get, modes, itertools.repeat(_UNKNOWN_MODE)), np.int64, len(modes))
+    if (codes == _UNKNOWN_MODE).any():
+        unknown = {m.decode("utf-8") for m in modes} - set(_LEGACY_MODES)
+        raise ctx.error(f"unknown nodes_modes {sorted(unknown)}")
+    return codes
+
+
+def _pair_index(ctx: NodeContext, trees: np.ndarray, ids: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``locate(trees, ids)``: the positions of (tree id, node id) pairs in the node table, found
+    with sorted keys; an InvalidGraph for a pair given twice or one that does not exist."""
+    dense = _dense_index(ctx, trees, ids)
+    if dense is not None:
+        return dense
+    tree_values, tree_rank = np.unique(trees, return_inverse=True)
+    id_values, id_rank = np.unique(ids, return_inverse=True)
+    span = max(id_values.size, 1)
+    keys = tree_rank.ravel() * span + id_rank.ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        raise ctx.error("a (tree id, node id) pair appears twice")
+
+    def locate(want_trees: np.ndarray, want_ids: np.ndarray) -> np.ndarray:
+        t, t_found = _sorted_position(tree_values, want_trees)
+        i, i_found = _sorted_position(id_values, want_ids)
+        k, k_found = _sorted_position(sorted_keys, t * span + i)
+        _require_found(ctx, t_found & i_found & k_found, want_trees, want_ids)
+        return order[k]
+
+    return locate
+
+
+def _dense_index(ctx: NodeContext, trees: np.ndarray, ids: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``locate`` for the converters' layout, where each tree's nodes come together, trees in
+    ascending order, numbered 0, 1, 2... (a pair's position is its tree's start plus its id);
+    None for any other layout."""
+    if trees.size == 0:
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], trees[1:] != trees[:-1]]))
+    tree_values = trees[starts]
+    if np.any(tree_values[1:] <= tree_values[:-1]):
+        return None
+    counts = np.diff(np.append(starts, trees.size))
+    if not np.array_equal(ids, np.arange(trees.size) - np.repeat(starts, counts)):
+        return None
+
+    def locate(want_trees: np.ndarray, want_ids: np.ndarray) -> np.ndarray:
+        t, t_found = _sorted_position(tree_values, want_trees)
+        _require_found(ctx, t_found & (want_ids >= 0) & (want_ids < counts[t]), want_trees, want_ids)
+        return starts[t] + want_ids
+
+    return locate
+
+
+def _require_found(ctx: NodeContext, found: np.ndarray, trees: np.ndarray, ids: np.ndarray) -> None:
+    """An InvalidGraph naming the first (tree id, node id) pair not found."""
+    if not found.all():
+        bad = int(np.flatnonzero(~found)[0])
+        raise ctx.error(f"(tree id, node id) {(int(trees[bad]), int(ids[bad]))} does not exist")
+
+
+def _sorted_position(values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each wanted item sits in the sorted array ``values``, and whether it is there."""
+    if values.size == 0:
+        return np.zeros(wanted.shape, dtype=np.intp), np.zeros(wanted.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(values, wanted), values.size - 1)
+    return at, values[at] == wanted
 
 
 def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
     """The forest of a TreeEnsembleRegressor/Classifier node; ``prefix`` names its weights."""
-    modes = ctx.attr("nodes_modes", [])
-    unknown = set(modes) - set(_LEGACY_MODES)
-    if unknown:
-        raise ctx.error(f"unknown nodes_modes {sorted(unknown)}")
     nodes = {
         "treeids": _ints(ctx, "nodes_treeids"),
         "nodeids": _ints(ctx, "nodes_nodeids"),
         "featureids": _ints(ctx, "nodes_featureids"),
-        "modes": np.array([_LEGACY_MODES[m] for m in modes], dtype=np.int64),
+        "modes": _legacy_modes(ctx),
         "values": _float_attr(ctx, "nodes_values"),
         "truenodeids": _ints(ctx, "nodes_truenodeids"),
         "falsenodeids": _ints(ctx, "nodes_falsenodeids"),
@@ -242,16 +317,7 @@ def _forest_legacy(ctx: NodeContext, prefix: str) -> _Forest:
     }
     _same_length(ctx, f"{prefix}_", leaves)
     tree_ids = nodes["treeids"]
-    position = {key: i for i, key in enumerate(zip(tree_ids.tolist(), nodes["nodeids"].tolist()))}
-    if len(position) < tree_ids.size:
-        raise ctx.error("a (tree id, node id) pair appears twice")
-
-    def locate(trees: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        try:
-            return np.array([position[key] for key in zip(trees.tolist(), ids.tolist())], dtype=np.int64)
-        except KeyError as missing:
-            raise ctx.error(f"(tree id, node id) {missing.args[0]} does not exist") from None
-
+    locate = _pair_index(ctx, tree_ids, nodes["nodeids"])
     mode = nodes["modes"]
     branch = mode != _LEAF
     true_next = np.zeros(mode.size, dtype=np.int64)
@@ -498,8 +564,13 @@ def _same_reach(forest: _Forest, n_targets: int) -> np.ndarray | None:
     n_nodes = is_leaf.size
     union = np.zeros(forest.roots.size, dtype=np.int64)
     intersection = np.full(forest.roots.size, -1, dtype=np.int64)
+    owned = _leaf_owners(forest, is_leaf)
+    if owned is not None:  # every node in one tree, reached once: each tree's leaves at once
+        leaves, trees = owned
+        np.bitwise_or.at(union, trees, mask[leaves])
+        np.bitwise_and.at(intersection, trees, mask[leaves])
     tree, node = np.arange(forest.roots.size), forest.roots
-    while node.size:
+    while owned is None and node.size:
         at_leaf = is_leaf[node]
         np.bitwise_or.at(union, tree[at_leaf], mask[node[at_leaf]])
         np.bitwise_and.at(intersection, tree[at_leaf], mask[node[at_leaf]])
@@ -508,6 +579,25 @@ def _same_reach(forest: _Forest, n_targets: int) -> np.ndarray | None:
     if not np.array_equal(union, intersection):
         return None
     return ((np.bitwise_or.reduce(union) >> np.arange(n_targets)) & 1).astype(bool)
+
+
+def _leaf_owners(forest: _Forest, is_leaf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The leaves reachable from the roots and the tree of each, when the walk from the roots
+    reaches every node at most once (no node shared within or between trees); else None."""
+    tree_of = np.full(is_leaf.size, -1, dtype=np.int64)
+    tree, node = np.arange(forest.roots.size), forest.roots
+    reached = 0
+    while node.size:
+        if (tree_of[node] >= 0).any():
+            return None
+        tree_of[node] = tree
+        reached += node.size
+        if np.count_nonzero(tree_of >= 0) != reached:  # a node twice in this step
+            return None
+        branch = ~is_leaf[node]
+        tree, node = np.repeat(tree[branch], 2), forest.children.reshape(-1, 2)[node[branch]].ravel()
+    leaves = np.flatnonzero((tree_of >= 0) & is_leaf)
+    return leaves, tree_of[leaves]
 
 
 def _reached(forest: _Forest, n_targets: int) -> Callable[[np.ndarray], np.ndarray]:

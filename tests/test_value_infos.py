@@ -1,0 +1,51 @@
+"""Node outputs' value infos given to the IR once per distinct type (onnxmux/core/value_infos.py)."""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+from onnx import TensorProto, helper
+
+from onnxmux.core import value_infos
+from onnxmux.core.loader import load
+
+
+def chain(n: int = 6) -> onnx.ModelProto:
+    """x -> Relu -> Relu ... with a value info per intermediate, one with a doc string, and a
+    graph output whose declared shape differs from its value info's."""
+    names = ["x"] + [f"y{k}" for k in range(n)]
+    nodes = [helper.make_node("Relu", [names[k]], [names[k + 1]]) for k in range(n)]
+    infos = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 4]) for name in names[1:]]
+    infos[2].doc_string = "kept by onnx-ir"
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [3, 4])],
+        value_info=infos,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def outputs(graph: ir.Graph) -> dict[str, tuple]:
+    return {v.name: (v.type, None if v.shape is None else tuple(v.shape), v.doc_string) for n in graph for v in n.outputs}
+
+
+def test_node_outputs_get_what_onnx_ir_would_give_them() -> None:
+    model = chain()
+    assert outputs(load(model).model.graph) == outputs(ir.from_proto(model).graph)
+
+
+def test_only_plain_node_output_infos_leave_the_proto() -> None:
+    graph = chain().graph
+    taken = value_infos.take_node_output_infos(graph)
+    assert [i.name for i in taken] == ["y0", "y1", "y3", "y4"]  # y2 has a doc string; y5 is the graph output
+    assert [i.name for i in graph.value_info] == ["y2", "y5"]
+
+
+def test_outputs_sharing_a_type_get_their_own_shapes() -> None:
+    graph = load(chain()).model.graph
+    first, second = (node.outputs[0] for node in list(graph)[:2])
+    assert first.shape == second.shape and first.shape is not second.shape
+    first.shape[0] = 7  # shapes are mutable: a shared one would change both
+    assert str(second.shape[0]) == "N"
