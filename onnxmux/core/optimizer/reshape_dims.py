@@ -22,6 +22,7 @@ class ConstantReshapeTarget(PatternRule):
     """Reshape(data, Concat(constants, dims gathered from a Shape)) -> Reshape(data, constant)."""
 
     name = "ConstantReshapeTarget"
+    roots = frozenset({"Reshape"})
 
     def match(self, node: ir.Node) -> Any | None:
         """The constant target when every part of ``node``'s Concat target resolves, else None."""

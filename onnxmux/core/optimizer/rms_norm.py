@@ -36,6 +36,7 @@ class FuseRMSNormalization(_OnnxOrPrivate):
     name = "FuseRMSNormalization"
     fused_op = "RMSNormalization"
     onnx_since = RMS_NORM_SINCE
+    roots = frozenset({"ReduceMean"})
 
     def match(self, node: ir.Node) -> Any | None:
         """(x, k, eps, normalized shape, gamma, last node) when ``node`` is the ReduceMean of x²."""
