@@ -13,7 +13,7 @@ traditional-ML models at batch 256, a 1,000-node Add chain) it measures, per run
   default), both sessions in this process, warmed up, then timed in interleaved rounds
   (onnxmux, onnxruntime, onnxmux, ...), reported as medians and their ratio;
 * session creation (median of ``--creation-rounds`` interleaved creations after an untimed
-  one, one thread);
+  one, one thread; the previous session is freed and garbage collected before each);
 * peak resident memory, imports included, of a fresh process per runtime and model
   (``benchmarks/peak_memory.py``);
 * the largest absolute difference between the two runtimes' outputs.
@@ -26,6 +26,7 @@ the suite section of a Markdown file, with the machine. It makes no assertions.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -112,13 +113,19 @@ def largest_difference(actual: Sequence[Any], expected: Sequence[Any]) -> float:
 
 def creation_times(path: Path, rounds: int) -> tuple[dict[str, Any], Any, Any]:
     """Medians of interleaved one-thread session creations after an untimed one each (which pays
-    for first-use imports), and the last session of each runtime."""
+    for first-use imports), and the last session of each runtime. The previous session is freed
+    and garbage collected before each timed creation, so that neither runtime's timing holds the
+    teardown of a session (its own or the other's)."""
     samples: dict[str, list[float]] = {"onnxmux": [], "onnxruntime": []}
     session, reference = onnxmux_session(path, 1), onnxruntime_session(path, 1, quiet=True)
     for _ in range(rounds):
+        session = None
+        gc.collect()
         start = time.perf_counter()
         session = onnxmux_session(path, 1)
         samples["onnxmux"].append(time.perf_counter() - start)
+        reference = None
+        gc.collect()
         start = time.perf_counter()
         reference = onnxruntime_session(path, 1, quiet=True)
         samples["onnxruntime"].append(time.perf_counter() - start)
