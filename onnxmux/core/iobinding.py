@@ -155,7 +155,7 @@ def run_placed(
     values = session._feed_values(feed, placed=input_devices)
     plan = _variant(session, input_devices, output_devices)
     control = run_control.start(run_options, session._timeout_ms, session._max_bytes)
-    results = session._blas_threads(plan.execute, values, (), control)
+    results = session._intra_op(plan.execute, values, (), control)
     host = detach([results[p] for p in positions], [v for i, v in enumerate(values) if i not in input_devices])
     return [OrtValue(v, outputs[name]) for v, name in zip(host, outputs)]
 

@@ -24,7 +24,7 @@ from onnxmux.core.options import ExecutionMode, GraphOptimizationLevel, RunOptio
 from onnxmux.core.profiling import Profiler
 from onnxmux.core.selection import configure_providers, private_ops_of, select_providers
 from onnxmux.core.session_compat import SessionCompat
-from onnxmux.core.threads import BlasThreads
+from onnxmux.core.threads import IntraOpThreads
 from onnxmux.core.types import TypeInfo
 from onnxmux.partition.epcontext import ENABLE_KEY, save_context_model
 from onnxmux.partition.plan import ExecutionPlan
@@ -59,7 +59,7 @@ class InferenceSession(SessionCompat):
         if self._profiler is not None:
             self._profiler.model_loaded(path_or_bytes)
         self._timeout_ms = run_control.timeout_ms(self._options)
-        self._blas_threads = BlasThreads(self._options.intra_op_num_threads)
+        self._intra_op = IntraOpThreads(self._options.intra_op_num_threads)
         fallback = self._options.config("session.disable_cpu_ep_fallback", "0") != "1"
         self._providers = select_providers(providers, provider_options, cpu_fallback=fallback)
         if custom_ops is not None:
@@ -166,9 +166,9 @@ class InferenceSession(SessionCompat):
         control = run_control.start(run_options, self._timeout_ms, self._max_bytes)
         feeds = self._feed_values(input_feed)
         try:
-            values = self._blas_threads(self._plan.execute, feeds, (), control)
+            values = self._intra_op(self._plan.execute, feeds, (), control)
         except EPFail as error:
-            values = self._blas_threads(self._fall_back(error).execute, feeds, (), control)
+            values = self._intra_op(self._fall_back(error).execute, feeds, (), control)
         return detach([_as_output(values[i], self._outputs[i][1]) for i in wanted], feeds)
 
     def _output_positions(self, output_names: Sequence[str] | None) -> list[int]:

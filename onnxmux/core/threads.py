@@ -1,17 +1,24 @@
-"""Thread settings: numpy's BLAS pool runs a session at ``intra_op_num_threads``, only while it runs.
+"""Thread settings: a session runs its intra-op work on ``intra_op_num_threads`` threads, only while it runs.
 
 onnxruntime's default intra-op thread count is the number of physical cores; onnxmux uses the
-same default. The CPU provider's matrix products and convolutions run inside the BLAS library
-numpy links; its pool is process-wide, so a session sets it for the duration of each run and
-puts back what the caller had, leaving the user's own numpy settings alone between runs.
+same default. While a session runs, numpy's BLAS pool (process-wide) is held at one thread and
+the caller's count is put back after, leaving the user's own numpy settings alone between runs;
+large matrix products are split into shards that the calling thread and the session's own
+worker threads (``intra_op_num_threads - 1`` of them) take from a shared counter. A worker that
+the operating system does not schedule in time simply takes no shard: on a machine whose cores
+are busy the product costs what it costs on one thread, where a BLAS pool's threads would wait
+on each other, and its idle workers would spin against the caller, making a run many times slower.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 @lru_cache(maxsize=1)
@@ -62,22 +69,67 @@ def _blas_libraries() -> tuple[Counter, ...]:
     return _found[1]
 
 
-class BlasThreads:
-    """Calls functions with the BLAS pool at a session's thread count, restoring the caller's count after."""
+class IntraOpThreads:
+    """A session's intra-op threads: calls run with numpy's BLAS pool at one thread (the caller's
+    count restored after) and, with more than one thread, with ``run_shards`` open to kernels."""
 
     def __init__(self, intra_op_num_threads: int) -> None:
         self.threads = intra_op_num_threads if intra_op_num_threads > 0 else physical_cores()
+        self._workers: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` with the BLAS pool at ``self.threads`` (nothing is changed when it already is)."""
+        """``fn(*args)`` with BLAS at one thread and this session's threads current in this thread."""
+        previous_pool = getattr(_current, "threads", None)
+        _current.threads = self if self.threads > 1 else None
         libraries = _blas_libraries()
         previous = [get() for get, _ in libraries]
-        if all(count == self.threads for count in previous):
-            return fn(*args)
-        for _, set_count in libraries:
-            set_count(self.threads)
         try:
-            return fn(*args)
+            if all(count == 1 for count in previous):
+                return fn(*args)
+            for _, set_count in libraries:
+                set_count(1)
+            try:
+                return fn(*args)
+            finally:
+                for (_, set_count), count in zip(libraries, previous):
+                    set_count(count)
         finally:
-            for (_, set_count), count in zip(libraries, previous):
-                set_count(count)
+            _current.threads = previous_pool
+
+    def run_shards(self, shards: Sequence[Callable[[], Any]]) -> None:
+        """Run every shard once: the calling thread and the workers take them in turn from a
+        shared counter; workers that have not started when the caller runs out are cancelled."""
+        taken = itertools.count()
+
+        def take() -> None:
+            while (index := next(taken)) < len(shards):
+                shards[index]()
+
+        helpers = [self._pool().submit(take) for _ in range(min(self.threads, len(shards)) - 1)]
+        try:
+            take()
+        finally:
+            _join(helpers)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="onnxmux-intra-op")
+            return self._workers
+
+
+def _join(helpers: list[Future]) -> None:
+    """Wait for the helpers that started (re-raising the first error); cancel the others."""
+    errors = [f.exception() for f in helpers if not f.cancel()]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+_current = threading.local()
+
+
+def current() -> IntraOpThreads | None:
+    """The running session's intra-op threads in this thread, when it has more than one."""
+    return getattr(_current, "threads", None)

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops import conv_direct
 from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 from onnxmux.providers.cpu.registry import op
@@ -146,7 +147,7 @@ def sliding_windows(xp: Any, x: Any, layout: Layout, fill: Any = 0) -> Any:
 def _grouped_gemm(xp: Any, weights: Any, cols: Any) -> Any:
     """(g, M/g, K) @ (N, g, K, P) -> (N, g, M/g, P), in a BLAS-friendly dtype."""
     dtype = accumulation_dtype(cols.dtype)
-    return xp.matmul(weights.astype(dtype, copy=False), cols.astype(dtype, copy=False))
+    return sharded.matmul(xp, weights.astype(dtype, copy=False), cols.astype(dtype, copy=False))
 
 
 def _add_bias(y: Any, bias: Any | None) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 
 #: Length einsum's inner loop aims at when channels are last (weights repeated over rows).
@@ -191,5 +192,5 @@ def pointwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
         x = x[(slice(None), slice(None), *(slice(None, None, s) for s in layout.strides))]
     n, c = x.shape[:2]
     cols = x.astype(work, copy=False).reshape(n, c, math.prod(layout.out))
-    y = xp.matmul(w.astype(work, copy=False).reshape(w.shape[0], c), cols)
+    y = sharded.matmul(xp, w.astype(work, copy=False).reshape(w.shape[0], c), cols)
     return y.reshape(n, w.shape[0], *layout.out)

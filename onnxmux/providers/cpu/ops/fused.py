@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops.conv import conv
 from onnxmux.providers.cpu.ops.normalization import layer_normalization, rms_normalization
 from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, hard_swish_inplace, sigmoid_inplace, swish_inplace
@@ -132,7 +133,7 @@ def fused_gemm(ctx: NodeContext, xp: Any):
         elif trans_a or trans_b or a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"FusedGemm transposes need 2-D inputs, got {a.shape} and {b.shape}")
         work = compute_dtype(a.dtype)
-        y = xp.matmul(a.astype(work, copy=False), b.astype(work, copy=False))
+        y = sharded.matmul(xp, a.astype(work, copy=False), b.astype(work, copy=False))
         if alpha != 1:
             y *= alpha
         if c is not None and beta != 0:
@@ -190,23 +191,23 @@ def _attend_slice(xp: Any, q: Any, kt: Any, v: Any, mask: Any) -> Any:
     underflow, so exp runs unshifted when the largest score is small and every row sum stays normal,
     and otherwise the scores are recomputed and shifted by their row maxima.
     """
-    scores = xp.matmul(q, kt)
+    scores = sharded.matmul(xp, q, kt)
     if mask is not None:
         scores = _add_mask(xp, scores, mask)
     if scores.size and float(scores.max()) <= _EXP_SAFE:
         xp.exp(scores, out=scores)
         sums = xp.matmul(scores, xp.ones((scores.shape[-1], 1), scores.dtype))
         if float(sums.min()) >= _SUM_SAFE:
-            out = xp.matmul(scores, v)
+            out = sharded.matmul(xp, scores, v)
             out *= xp.reciprocal(sums, out=sums)
             return out
-        scores = xp.matmul(q, kt)
+        scores = sharded.matmul(xp, q, kt)
         if mask is not None:
             scores = _add_mask(xp, scores, mask)
     scores -= scores.max(axis=-1, keepdims=True)
     xp.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
-    return xp.matmul(scores, v)
+    return sharded.matmul(xp, scores, v)
 
 
 def _add_mask(xp: Any, scores: Any, mask: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops.reduce import accumulation_dtype, float_dtype
 from onnxmux.providers.cpu.registry import op
 
@@ -12,7 +13,7 @@ from onnxmux.providers.cpu.registry import op
 def _matmul(xp: Any, a: Any, b: Any) -> Any:
     """``a @ b`` with numpy's N-D broadcasting rules, in a BLAS-friendly dtype."""
     dtype = accumulation_dtype(a.dtype)
-    return xp.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+    return sharded.matmul(xp, a.astype(dtype, copy=False), b.astype(dtype, copy=False))
 
 
 @op("Gemm", 1, 6, 7, 9, 11, 13)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops.fused import compute_dtype, fused_conv, fused_gemm, gate, gelu
 from onnxmux.providers.cpu.registry import op
 
@@ -44,7 +45,7 @@ def fused_matmul(ctx: NodeContext, xp: Any):
         work = compute_dtype(a.dtype)
         a2 = operand(a, flags["transBatchA"], flags["transA"]).astype(work, copy=False)
         b2 = operand(b, flags["transBatchB"], flags["transB"]).astype(work, copy=False)
-        y = xp.matmul(a2, b2)
+        y = sharded.matmul(xp, a2, b2)
         if alpha != 1:
             y *= alpha
         return y.astype(a.dtype, copy=False)
