@@ -99,6 +99,19 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
     return out
 
 
+def gelu_inplace(xp: Any, x: Any, approximate: str) -> Any:
+    """``gelu`` written over ``x`` (a C-contiguous float32 or float64 array), chunk by chunk, each
+    chunk read from a copy of it: the same values as ``gelu`` gives, without a new array."""
+    flat = x.reshape(-1)
+    saved = xp.empty(min(GELU_CHUNK, flat.size), x.dtype)
+    for start in range(0, flat.size, GELU_CHUNK):
+        chunk = flat[start : start + GELU_CHUNK]
+        source = saved[: chunk.size]
+        source[...] = chunk
+        _gelu_into(xp, source, chunk, approximate)
+    return x
+
+
 #: Elements per chunk of a float32 Gelu: its three buffers take 384 KB.
 GELU_CHUNK = 1 << 15
 #: Gelu's erf(x/√2) as tanh(x · P'(x²)): P's coefficients with the 1/√2 folded in, so x need not be scaled.
