@@ -29,14 +29,15 @@ DONATE_KEY = "session.donate_inputs"
 MIN_ELEMENTS = 4096
 
 #: (domain, op) of kernels whose every output is an array they allocated (never an input, a view
-#: of one or a cached array). Anything else may return a view of its inputs.
+#: of one or a cached array; FusedConv's in-place epilogue relies on Conv's being so). Anything
+#: else may return a view of its inputs.
 FRESH = frozenset(
     [("", op) for op in (
         "Add", "Sub", "Mul", "Div", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal", "Ceil", "Floor",
         "Erf", "Sin", "Cos", "Tan", "Sinh", "Cosh", "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid",
-        "HardSwish", "Swish", "Gelu", "Softplus", "Tanh", "MatMul", "Gemm",
+        "HardSwish", "Swish", "Gelu", "Softplus", "Tanh", "MatMul", "Gemm", "Conv", "LayerNormalization",
     )]
-    + [("com.onnxmux", op) for op in ("Gelu", "FusedGemm")]
+    + [("com.onnxmux", op) for op in ("Gelu", "FusedGemm", "FusedConv", "LayerNormalization")]
     + [("com.microsoft", op) for op in ("Gelu", "BiasGelu", "FastGelu")]
 )
 
