@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.checks import CHECK_OUTPUTS_KEY, checked
 from onnxmux.core.context import NodeContext, tensor_to_numpy
-from onnxmux.core.donation import DONATE_KEY, donations
+from onnxmux.core.donation import DONATE_KEY, donations, takes_part
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
 from onnxmux.core.provider import HOST, ExecutionProvider
@@ -145,7 +144,7 @@ class _PlanBuilder:
         index = {node: i for i, node in enumerate(self.graph)}
         for unit in self.partitioning.units:
             self.steps.append(self._unit_step(unit))
-            if unit.compiled is None and unit.provider.device == HOST and getattr(unit.provider, "xp", None) is np:
+            if takes_part(unit):
                 self.host_kernels[len(self.steps) - 1] = unit.nodes[0]
             self.labels.append(_unit_label(unit, index, len(self.labels)))
         output_slots = []

@@ -21,6 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.executor import DISCARD_SLOT
+from onnxmux.core.provider import HOST
 
 #: Session option: "0" turns donation off (to compare results, or to rule it out when debugging).
 DONATE_KEY = "session.donate_inputs"
@@ -40,6 +41,19 @@ FRESH = frozenset(
     + [("com.onnxmux", op) for op in ("Gelu", "FusedGemm", "FusedConv", "LayerNormalization")]
     + [("com.microsoft", op) for op in ("Gelu", "BiasGelu", "FastGelu")]
 )
+
+
+def takes_part(unit: Any) -> bool:
+    """Whether a partition unit may take part: one node run by the CPU provider's own kernels
+    (onnxmux.providers.cpu) on host numpy arrays, not a compiled group, a copy or a custom op."""
+    kernel = unit.kernel
+    return (
+        unit.compiled is None
+        and kernel is not None
+        and unit.provider.device == HOST
+        and getattr(unit.provider, "xp", None) is np
+        and kernel.factory.__module__.startswith("onnxmux.providers.cpu.")
+    )
 
 
 def is_fresh(node: ir.Node) -> bool:
