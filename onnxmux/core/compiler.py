@@ -9,6 +9,7 @@ import onnx_ir as ir
 
 from onnxmux.core.checks import CHECK_OUTPUTS_KEY, checked
 from onnxmux.core.context import NodeContext, tensor_to_numpy
+from onnxmux.core.donation import DONATE_KEY, donations, takes_part
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
 from onnxmux.core.provider import HOST, ExecutionProvider
@@ -88,6 +89,8 @@ class _PlanBuilder:
         self.template_extra: dict[int, Any] = {}
         self.steps: list[list] = []
         self.labels: list[StepLabel] = []
+        #: The node of each CPU kernel step, by step index (the steps that may take donated inputs).
+        self.host_kernels: dict[int, ir.Node] = {}
         self.outer_slots = tuple(self._place(v, home) for v in outer)
         self.input_slots = tuple(self._place(v, home) for v in graph.inputs)
         for value in graph.initializers.values():
@@ -141,12 +144,15 @@ class _PlanBuilder:
         index = {node: i for i, node in enumerate(self.graph)}
         for unit in self.partitioning.units:
             self.steps.append(self._unit_step(unit))
+            if takes_part(unit):
+                self.host_kernels[len(self.steps) - 1] = unit.nodes[0]
             self.labels.append(_unit_label(unit, index, len(self.labels)))
         output_slots = []
         for value in self.graph.outputs:
             if value not in self.table.slots:
                 raise InvalidGraph(f"graph output '{value.name}' is not produced by any node or input")
             output_slots.append(self._slot_on(value, self.home))
+        self.donated = self._donations(set(output_slots))
         self._attach_checks(set(output_slots))
         liveness(self.steps, keep=set(output_slots))
         template: list[Any] = [None] * self.table.count
@@ -163,7 +169,16 @@ class _PlanBuilder:
             tuple(self.labels),
             dict(self.location),
             self.copied_from,
+            self.donated,
         )
+
+    def _donations(self, output_slots: set[int]) -> dict[int, Callable[..., Any]]:
+        """The run functions of the steps that may overwrite an input (``donation.py``)."""
+        if self.compiler.config.get(DONATE_KEY, "1") == "0":
+            return {}
+        pinned = output_slots | set(self.input_slots) | set(self.outer_slots) | set(self.template_extra)
+        pinned.update(self.table.slots[v] for v in self.constants)
+        return donations(self.steps, self.host_kernels, pinned)
 
     def _unit_step(self, unit: Unit) -> list:
         device = unit.provider.device
@@ -208,10 +223,12 @@ class _PlanBuilder:
         for step in self.steps:
             if len(step) == 5:  # a copy: its source leaves the device
                 boundary.update(step[1])
-        for step in self.steps:
+        for index, step in enumerate(self.steps):
             if len(step) == 6 and (self.compiler.check_all_outputs or boundary.intersection(step[2])):
                 provider, where, types, count, exact = step[5]
                 step[0] = checked(step[0], where, types, count, exact, provider.data_transfer)
+                if index in self.donated:
+                    self.donated[index] = checked(self.donated[index], where, types, count, exact, provider.data_transfer)
 
     def _slot_on(self, value: ir.Value | None, device: str) -> int:
         """The slot holding ``value`` on ``device``, adding one copy per value and device."""

@@ -57,6 +57,9 @@ class Plan:
     locations: dict[int, str] = field(default_factory=dict)
     #: Slots written by copy steps, with the slot each copies.
     copied_from: dict[int, int] = field(default_factory=dict)
+    #: Run functions writing into an input that dies at their step, by step index (``donation.py``):
+    #: the sequential run loop uses them in place of the step's own.
+    donated: dict[int, Callable[..., Any]] = field(default_factory=dict)
     #: ``steps`` as the run loop reads them (``runnable``), and the ``steps`` they were made from.
     _program: tuple = field(default=(), init=False, repr=False, compare=False)
     _program_of: Any = field(default=None, init=False, repr=False, compare=False)
@@ -64,7 +67,10 @@ class Plan:
     def program(self) -> tuple:
         """The steps as the run loop reads them, made once (again when ``steps`` is replaced)."""
         if self._program_of is not self.steps:
-            self._program = tuple(runnable(step) for step in self.steps)
+            donated = self.donated
+            self._program = tuple(
+                runnable((donated[i], *step[1:]) if i in donated else step) for i, step in enumerate(self.steps)
+            )
             self._program_of = self.steps
         return self._program
 

@@ -48,10 +48,12 @@ class Profiler:
         Called last in session creation, on the plan the session will run (parallel or not).
         """
         timed = copy.copy(plan)
-        timed.steps = tuple(
-            (self._timed(step[0], label, [plan.template[i] is not None for i in step[1]]),) + tuple(step[1:])
-            for step, label in zip(plan.steps, plan.labels, strict=True)
-        )
+
+        def time_run(run: Callable[..., Any], index: int) -> Callable[..., Any]:
+            return self._timed(run, plan.labels[index], [plan.template[i] is not None for i in plan.steps[index][1]])
+
+        timed.steps = tuple((time_run(step[0], i),) + tuple(step[1:]) for i, step in enumerate(plan.steps))
+        timed.donated = {i: time_run(run, i) for i, run in plan.donated.items()}
         self.session_event("session_initialization", self._loaded, time.perf_counter_ns())
         return _ProfiledPlan(timed, self)
 

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from onnxmux.core.donation import ufunc_into
 from onnxmux.providers.cpu.registry import op
 
 Binary = Callable[[Any, Any], Any]
@@ -74,7 +75,14 @@ def div(ctx: Any, xp: Any) -> Binary:
             return a // b
         return xp.true_divide(a, b)
 
+    if ctx.opset >= 7:
+        run.donate = lambda index: _float_only(run, ufunc_into(xp.true_divide, index))  # type: ignore[attr-defined]
     return legacy_broadcast(ctx, run)
+
+
+def _float_only(run: Binary, donated: Binary) -> Binary:
+    """``donated`` for floating-point operands, ``run`` for others."""
+    return lambda a, b: donated(a, b) if a.dtype.kind == "f" else run(a, b)
 
 
 @op("Pow", 1, 7)

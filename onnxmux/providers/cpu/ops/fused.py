@@ -23,7 +23,8 @@ from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops.conv import conv
 from onnxmux.providers.cpu.ops.normalization import layer_normalization, rms_normalization
-from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, hard_swish_inplace, sigmoid_inplace, swish_inplace
+from onnxmux.core.donation import donating, fits, full_float, owned
+from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, gelu_inplace, hard_swish_inplace, sigmoid_inplace, swish_inplace
 from onnxmux.providers.cpu.registry import op
 
 DOMAIN = "com.onnxmux"
@@ -231,7 +232,30 @@ def fused_gelu(ctx: NodeContext, xp: Any):
 def gelu(xp: Any, tanh: bool) -> Callable[[Any], Any]:
     """Gelu as ``run(x)``: the erf form, or with ``tanh`` its tanh approximation, in few in-place passes."""
     approximate = "tanh" if tanh else "none"
-    return lambda x: gelu_values(xp, x, approximate).astype(x.dtype, copy=False)
+    return donating(
+        lambda x: gelu_values(xp, x, approximate).astype(x.dtype, copy=False),
+        lambda x: gelu_inplace(xp, x, approximate),
+        full_float,
+    )
+
+
+def biased_gelu(xp: Any, tanh: bool) -> Callable[..., Any]:
+    """Gelu of ``x + bias`` (no bias: of x) as ``run(x, bias)``, able to take x donated."""
+    apply = gelu(xp, tanh)
+    approximate = "tanh" if tanh else "none"
+
+    def run(x: Any, bias: Any = None) -> Any:
+        return apply(x if bias is None else x + bias)
+
+    def variant(x: Any, bias: Any = None) -> Any:
+        if not owned(x) or not full_float(x) or (bias is not None and (bias.dtype != x.dtype or not fits(x, x, bias))):
+            return run(x, bias)
+        if bias is not None:
+            xp.add(x, bias, out=x)
+        return gelu_inplace(xp, x, approximate)
+
+    run.donate = lambda index: variant if index == 0 else None  # type: ignore[attr-defined]
+    return run
 
 
 def gate(y: Any, x: Any) -> Any:

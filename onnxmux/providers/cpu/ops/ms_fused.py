@@ -13,7 +13,7 @@ import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu import sharded
-from onnxmux.providers.cpu.ops.fused import compute_dtype, fused_conv, fused_gemm, gate, gelu
+from onnxmux.providers.cpu.ops.fused import biased_gelu, compute_dtype, fused_conv, fused_gemm, gate, gelu
 from onnxmux.providers.cpu.registry import op
 
 DOMAIN = "com.microsoft"
@@ -62,15 +62,13 @@ def ms_gelu(ctx: NodeContext, xp: Any):
 @op("BiasGelu", 1, domain=DOMAIN)
 def bias_gelu(ctx: NodeContext, xp: Any):
     """Gelu (erf form) of ``A + B``."""
-    apply = gelu(xp, tanh=False)
-    return lambda a, b: apply(a + b)
+    return biased_gelu(xp, tanh=False)
 
 
 @op("FastGelu", 1, domain=DOMAIN)
 def fast_gelu(ctx: NodeContext, xp: Any):
     """Gelu's tanh approximation of ``X`` (plus ``bias`` when given)."""
-    apply = gelu(xp, tanh=True)
-    return lambda x, bias=None: apply(x if bias is None else x + bias)
+    return biased_gelu(xp, tanh=True)
 
 
 @op("QuickGelu", 1, domain=DOMAIN)

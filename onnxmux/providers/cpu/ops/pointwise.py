@@ -99,6 +99,20 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
     return out
 
 
+def gelu_inplace(xp: Any, x: Any, approximate: str) -> Any:
+    """``gelu`` written over ``x`` (a C-contiguous float32 or float64 array), chunk by chunk: each
+    chunk's gate computed in a small buffer, then multiplied in; the same values as ``gelu``."""
+    flat = x.reshape(-1)
+    gates = xp.empty(min(GELU_CHUNK, flat.size), x.dtype)
+    half = x.dtype.type(0.5)
+    for start in range(0, flat.size, GELU_CHUNK):
+        chunk = flat[start : start + GELU_CHUNK]
+        gate = _gelu_gate(xp, chunk, gates[: chunk.size], approximate)
+        chunk *= gate
+        chunk *= half
+    return x
+
+
 #: Elements per chunk of a float32 Gelu: its three buffers take 384 KB.
 GELU_CHUNK = 1 << 15
 #: Gelu's erf(x/√2) as tanh(x · P'(x²)): P's coefficients with the 1/√2 folded in, so x need not be scaled.
@@ -107,6 +121,14 @@ _GELU_ERF_COEFFICIENTS = tuple(c * _ROOT_HALF * 0.5**k for k, c in enumerate(_ER
 
 def _gelu_into(xp: Any, x: Any, out: Any, approximate: str) -> Any:
     """x·Φ(x) written into ``out`` (a float buffer of x's shape, at least float32)."""
+    _gelu_gate(xp, x, out, approximate)
+    out *= x
+    out *= out.dtype.type(0.5)
+    return out
+
+
+def _gelu_gate(xp: Any, x: Any, out: Any, approximate: str) -> Any:
+    """2·Φ(x), that is 1 + erf(x/√2) or its tanh approximation, written into ``out`` (as ``_gelu_into``)."""
     work = out.dtype.type
     if approximate == "none" and out.dtype == np.float32:
         # No clipping as erf needs: P' is positive everywhere and x·P'(x²) >= 9.8 from the end of
@@ -130,8 +152,6 @@ def _gelu_into(xp: Any, x: Any, out: Any, approximate: str) -> Any:
         out *= work(_TANH_GELU_SCALE)
         xp.tanh(out, out=out)
     out += 1
-    out *= x
-    out *= work(0.5)
     return out
 
 

@@ -7,15 +7,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from onnxmux.providers.cpu.ops.pointwise import erf_exact, erf_float32
+from onnxmux.core.donation import donating, full_float, ufunc_into
+from onnxmux.providers.cpu.ops.pointwise import erf_exact, erf_float32, erf_inplace
 from onnxmux.providers.cpu.registry import op
 
 
-def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def in_float32(fn: Callable[[Any], Any], into: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
     """Wrap ``fn(x)`` so that float16, bfloat16 and float8 inputs are computed in float32.
 
     A float32 result is rounded back to the input's type once, at the end; other results
-    (booleans, for instance) are returned as they are.
+    (booleans, for instance) are returned as they are. The wrapper takes a donated float32 or
+    float64 input (``donation.py``) when ``into(x)`` computes ``fn(x)`` over ``x``, or ``fn`` is a
+    ufunc keeping the input's dtype.
     """
 
     def run(x: Any) -> Any:
@@ -24,6 +27,11 @@ def in_float32(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         y = fn(x.astype(np.float32))
         return y.astype(x.dtype) if y.dtype == np.float32 else y
 
+    if into is not None:
+        return donating(run, into, full_float)
+    if isinstance(fn, np.ufunc):
+        write = ufunc_into(fn, 0)
+        return donating(run, write, lambda x: x.dtype.kind != "V" and x.dtype != np.float16)
     return run
 
 
@@ -32,10 +40,20 @@ def erf(xp: Any, x: Any) -> Any:
     return erf_float32(xp, x) if x.dtype == np.float32 else erf_exact(xp, x)
 
 
+def _erf_into(xp: Any, x: Any) -> Any:
+    """erf over ``x`` (float32 by the approximation, float64 exactly)."""
+    if x.dtype == np.float32:
+        return erf_inplace(xp, x)
+    x[...] = erf_exact(xp, x)
+    return x
+
+
 def _unary(op_type: str, since: int, doc: str, make: Callable[[Any], Callable]) -> None:
     """Register a kernel applying ``make(xp)`` element-wise (low-precision floats in float32)."""
 
     def factory(ctx: Any, xp: Any) -> Callable:
+        if op_type == "Erf":
+            return in_float32(make(xp), lambda x: _erf_into(xp, x))
         return in_float32(make(xp))
 
     factory.__name__ = op_type.lower()
