@@ -444,10 +444,9 @@ def _check_bindings(node: onnx.NodeProto, schema: onnx.defs.OpSchema, types: dic
 
 def check_declared_outputs(graph: onnx.GraphProto, inferred: Iterable[onnx.ValueInfoProto]) -> None:
     """A graph output's declared element type is the one its producer makes."""
-    producers = {out: node for node in graph.node for out in node.output}
     for declared, found in zip(graph.output, inferred):
         want, got = type_name(declared.type), type_name(found.type)
         if want is not None and got is not None and want != got:
-            maker = producers.get(declared.name)
+            maker = next((node for node in reversed(graph.node) if declared.name in node.output), None)
             source = describe(maker) if maker is not None else "the graph"
             raise InvalidGraph(f"graph output '{declared.name}' is declared {want} but {source} makes {got}")
