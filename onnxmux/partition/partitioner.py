@@ -83,7 +83,7 @@ class Partitioner:
     ) -> Partitioning:
         """Claim every node of ``graph``; raises UnsupportedOperator listing the unclaimed ones."""
         order = list(graph)
-        preds = predecessors(order, implicit)
+        preds: dict[ir.Node, set[ir.Node]] | None = None  # for compile providers' claims only
         owner: dict[ir.Node, ExecutionProvider] = {}
         kernels: dict[ir.Node, KernelDef] = {}
         compiled: list[Unit] = []
@@ -100,6 +100,7 @@ class Partitioner:
                 last = position == len(self.providers) - 1
                 self._kernel_claims(provider, candidates, context_of, owner, kernels, declined, failed, last)
             elif isinstance(provider, CompileProvider):
+                preds = predecessors(order, implicit) if preds is None else preds
                 for unit in self._compile_claims(provider, graph, order, preds, candidates, implicit, declined, failed):
                     compiled.append(unit)
                     owner.update((n, provider) for n in unit.nodes)
