@@ -420,6 +420,26 @@ def test_noops_duplicates_and_shared_constants_go_at_basic() -> None:
     assert len(graph.initializers) == 1
 
 
+def test_duplicates_merge_onto_the_first_node_with_equal_attributes() -> None:
+    # Four nodes share op type and input; attributes pair the first with the last and the two
+    # middle ones, so each later one merges onto its own earlier twin.
+    axes = [1, 2, 2, 1]
+    nodes = [helper.make_node("Softmax", ["x"], [f"r{i}"], axis=a) for i, a in enumerate(axes)]
+    nodes += [helper.make_node("Mul", ["r0", "r1"], ["m0"]), helper.make_node("Mul", ["r2", "r3"], ["m1"])]
+    nodes.append(helper.make_node("Sub", ["m0", "m1"], ["y"]))
+    model = make_model(
+        nodes, [helper.make_tensor_value_info("x", FLOAT, [2, 3, 4])], [helper.make_tensor_value_info("y", FLOAT, [2, 3, 4])]
+    )
+    feeds = {"x": randn(2, 3, 4, scale=1.0)}
+    want = run(model, feeds)
+    got_model = optimized(model, 1)
+    assert_same(run(got_model, feeds), want)
+    softmaxes = [n for n in got_model.graph if n.op_type == "Softmax"]
+    assert [n.outputs[0].name for n in softmaxes] == ["r0", "r1"]
+    mul = [n for n in got_model.graph if n.op_type == "Mul"]
+    assert [[v.name for v in n.inputs] for n in mul] == [["r0", "r1"], ["r1", "r0"]]
+
+
 def test_graph_outputs_are_not_folded_into_shared_arrays() -> None:
     nodes = [
         helper.make_node("Constant", [], ["c"], value=tensor("c", np.array([1.0, 2.0], np.float32))),

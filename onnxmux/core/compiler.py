@@ -201,8 +201,9 @@ class _PlanBuilder:
         outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
         named = [i for i, v in enumerate(node.outputs) if v.name]
         types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
-        check = (unit.provider, f"{unit.provider.name} kernel of {ctx.describe()}", types, named[-1] + 1 if named else 0, False)
-        return [run, tuple(ins), tuple(outs), [], f"{ctx.describe()} on {unit.provider.name}", check]
+        described = ctx.describe()
+        check = (unit.provider, f"{unit.provider.name} kernel of {described}", types, named[-1] + 1 if named else 0, False)
+        return [run, tuple(ins), tuple(outs), [], f"{described} on {unit.provider.name}", check]
 
     def _specialize(self, unit: Unit, ctx: NodeContext) -> Callable[..., Any]:
         """The kernel's run function for the node; a factory that raises hands the node to the

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import onnx
+import onnx_ir as ir
 
 from onnxmux.core.errors import InvalidGraph
 
@@ -94,13 +95,44 @@ def _file_size(what: str, location: str, base_dir: Path) -> int:
         raise InvalidGraph(f"{what}: external data location {location!r} contains a NUL byte")
     if not location or os.path.isabs(location) or Path(location).drive:
         raise InvalidGraph(f"{what}: external data location '{location}' is not a relative path")
+    folder = os.path.normpath(os.path.abspath(base_dir))
     root = os.path.realpath(base_dir)
     target = os.path.realpath(os.path.join(root, location))
-    if os.path.commonpath([root, target]) != root:
+    lexical = os.path.normpath(os.path.join(folder, location))
+    if os.path.commonpath([root, target]) != root or os.path.commonpath([folder, lexical]) != folder:
         raise InvalidGraph(f"{what}: external data location '{location}' escapes the model's folder")
     if not os.path.isfile(target):
         raise InvalidGraph(f"{what}: external data file '{location}' does not exist")
-    return os.path.getsize(target)
+    stat = os.stat(target)
+    if stat.st_nlink > 1:  # a hard link could bring any file of the machine into the folder
+        raise InvalidGraph(f"{what}: external data file '{location}' has {stat.st_nlink} hard links")
+    return stat.st_size
+
+
+class ConfinedExternalTensor(ir.ExternalTensor):
+    """An external tensor whose file ``check_external_data`` has confined to ``base_dir`` already:
+    onnx-ir's own containment check (path resolution and a stat per tensor) runs again only if
+    the tensor's folder changes."""
+
+    __slots__ = ("_confined_dir",)
+
+    def __init__(self, tensor: ir.ExternalTensor, base_dir: Path) -> None:
+        super().__init__(
+            tensor.location,
+            tensor.offset,
+            tensor.length,
+            tensor.dtype,
+            shape=tensor.shape,
+            name=tensor.name,
+            doc_string=tensor.doc_string,
+            metadata_props=tensor.metadata_props or None,
+            base_dir=base_dir,
+        )
+        self._confined_dir = base_dir
+
+    def _check_path_containment(self) -> None:
+        if self.base_dir is not self._confined_dir:
+            super()._check_path_containment()
 
 
 def _count(what: str, key: str, text: str) -> int:

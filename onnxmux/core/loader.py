@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from onnxmux.core import bulk_attrs, contrib_schemas, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
-from onnxmux.core.external_data import check_external_data
+from onnxmux.core.external_data import ConfinedExternalTensor, check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
 from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
@@ -105,14 +105,15 @@ def load(
 
 
 def _set_base_dir(graph: ir.Graph, base_dir: Path, external_tensors: int) -> None:
-    """Tell the model's ``external_tensors`` external tensors where their files are: directly when
-    they are all initializers of the main graph, else by onnx-ir's walk over every tensor."""
-    tensors = [v.const_value for v in graph.initializers.values() if isinstance(v.const_value, ir.ExternalTensor)]
-    if len(tensors) != external_tensors:
+    """Tell the model's ``external_tensors`` external tensors where their files are: when they are
+    all initializers of the main graph, as tensors whose files are confined already (checked
+    once per file by ``check_external_data``), else by onnx-ir's walk over every tensor."""
+    values = [v for v in graph.initializers.values() if isinstance(v.const_value, ir.ExternalTensor)]
+    if len(values) != external_tensors:
         ir.external_data.set_base_dir(graph, base_dir)
         return
-    for tensor in tensors:
-        tensor.base_dir = base_dir
+    for value in values:
+        value.const_value = ConfinedExternalTensor(value.const_value, base_dir)
 
 
 def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:

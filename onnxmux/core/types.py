@@ -86,11 +86,13 @@ def type_info(value: ir.Value | None) -> TypeInfo:
     t = value.type
     if type(t) is not ir.TensorType:
         return _from_ir_type(t, value.shape)
-    # Most values are tensors of a few kinds: one TypeInfo (frozen) per element type and shape.
-    key = (t.dtype, _shape_of(value.shape))
+    # Most values are tensors of a few kinds: one TypeInfo (frozen) per element type and shape,
+    # found by onnx-ir's own dims (symbolic dims compare by name) before converting them.
+    shape = value.shape
+    key = (t.dtype, None if shape is None else shape.dims)
     found = _TENSOR_INFOS.get(key)
     if found is None:
-        found = _TENSOR_INFOS[key] = TypeInfo("tensor", _safe_dtype(t.dtype), key[1])
+        found = _TENSOR_INFOS[key] = TypeInfo("tensor", _safe_dtype(t.dtype), _shape_of(shape))
         if len(_TENSOR_INFOS) > _TENSOR_INFOS_KEPT:
             _TENSOR_INFOS.clear()
     return found

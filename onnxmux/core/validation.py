@@ -195,20 +195,25 @@ def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
 # -- nodes --------------------------------------------------------------------------------
 def check_nodes(proto: onnx.ModelProto) -> None:
     """Sort every graph topologically and check each node against its operator schema."""
-    _check_graph(proto.graph, _opsets(proto))
+    _check_graph(proto.graph, _opsets(proto), frozenset(), set())
 
 
 def _opsets(proto: onnx.ModelProto) -> dict[str, int]:
     return {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
 
 
-def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozenset[str] = frozenset()) -> None:
+def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozenset[str], passed: set[tuple]) -> None:
+    """``passed`` holds the signatures of nodes that passed ``_check_node`` (their outcome depends on
+    nothing else): a model's many nodes of one op and attributes are checked once."""
     _sort(graph)
     known = outer | {i.name for i in graph.input} | {t.name for t in graph.initializer}
     known |= {s.values.name for s in graph.sparse_initializer}
     known |= {out for node in graph.node for out in node.output}
     for node in graph.node:
-        _check_node(node, opsets)
+        signature = _node_signature(node)
+        if signature not in passed:
+            _check_node(node, opsets)
+            passed.add(signature)
         for name in node.input:
             if name and name not in known:
                 raise InvalidGraph(
@@ -216,7 +221,13 @@ def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozense
                 )
         for attr in node.attribute:
             for sub in _subgraphs(attr):
-                _check_graph(sub, opsets, known)
+                _check_graph(sub, opsets, known, passed)
+
+
+def _node_signature(node: onnx.NodeProto) -> tuple:
+    """All that ``_check_node`` reads of a node."""
+    attributes = tuple((a.name, a.type, a.ref_attr_name) for a in node.attribute)
+    return node.op_type, node.domain, len(node.input), len(node.output), attributes
 
 
 def _subgraphs(attr: AttributeProto) -> list[onnx.GraphProto]:
@@ -362,10 +373,12 @@ def type_name(type_proto: onnx.TypeProto) -> str | None:
 
 def check_type_parameters(proto: onnx.ModelProto) -> None:
     """Inputs bound to one type parameter share one type, and it is one the schema allows."""
-    _check_graph_types(proto.graph, _opsets(proto), {})
+    _check_graph_types(proto.graph, _opsets(proto), {}, set())
 
 
-def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: dict[str, str]) -> None:
+def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: dict[str, str], passed: set[tuple]) -> None:
+    """``passed`` holds the (op, domain, input types) of nodes whose bindings passed: those are
+    all the check reads (an empty or unknown input is skipped), so each combination is checked once."""
     types = dict(outer)
     for info in (*graph.input, *graph.value_info, *graph.output):
         name = type_name(info.type)
@@ -375,12 +388,15 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
         if tensor.data_type in _DATA_TYPES and tensor.data_type:
             types[tensor.name] = f"tensor({TensorProto.DataType.Name(tensor.data_type).lower()})"
     for node in graph.node:
-        schema = schema_of(node, opsets)
-        if schema is not None:
-            _check_bindings(node, schema, types)
+        signature = (node.op_type, node.domain, *[types.get(name) for name in node.input])
+        if signature not in passed:
+            schema = schema_of(node, opsets)
+            if schema is not None:
+                _check_bindings(node, schema, types)
+            passed.add(signature)
         for attr in node.attribute:
             for sub in _subgraphs(attr):
-                _check_graph_types(sub, opsets, types)
+                _check_graph_types(sub, opsets, types, passed)
 
 
 def _signature(schema: onnx.defs.OpSchema) -> _Signature:
@@ -428,10 +444,9 @@ def _check_bindings(node: onnx.NodeProto, schema: onnx.defs.OpSchema, types: dic
 
 def check_declared_outputs(graph: onnx.GraphProto, inferred: Iterable[onnx.ValueInfoProto]) -> None:
     """A graph output's declared element type is the one its producer makes."""
-    producers = {out: node for node in graph.node for out in node.output}
     for declared, found in zip(graph.output, inferred):
         want, got = type_name(declared.type), type_name(found.type)
         if want is not None and got is not None and want != got:
-            maker = producers.get(declared.name)
+            maker = next((node for node in reversed(graph.node) if declared.name in node.output), None)
             source = describe(maker) if maker is not None else "the graph"
             raise InvalidGraph(f"graph output '{declared.name}' is declared {want} but {source} makes {got}")

@@ -83,7 +83,7 @@ class Partitioner:
     ) -> Partitioning:
         """Claim every node of ``graph``; raises UnsupportedOperator listing the unclaimed ones."""
         order = list(graph)
-        preds = predecessors(order, implicit)
+        preds: dict[ir.Node, set[ir.Node]] | None = None  # for compile providers' claims only
         owner: dict[ir.Node, ExecutionProvider] = {}
         kernels: dict[ir.Node, KernelDef] = {}
         compiled: list[Unit] = []
@@ -100,6 +100,7 @@ class Partitioner:
                 last = position == len(self.providers) - 1
                 self._kernel_claims(provider, candidates, context_of, owner, kernels, declined, failed, last)
             elif isinstance(provider, CompileProvider):
+                preds = predecessors(order, implicit) if preds is None else preds
                 for unit in self._compile_claims(provider, graph, order, preds, candidates, implicit, declined, failed):
                     compiled.append(unit)
                     owner.update((n, provider) for n in unit.nodes)
@@ -253,8 +254,11 @@ class Partitioner:
     def _order_units(graph, owner, kernels, compiled, implicit) -> list[Unit]:
         """All units in an order where every unit follows the producers of its inputs.
 
-        Kahn's algorithm over units, taking ready units in the graph's own node order.
+        Kahn's algorithm over units, taking ready units in the graph's own node order; that order
+        itself when every unit is one node and no node reads a later node's output.
         """
+        if not compiled and _in_graph_order(graph, owner, implicit):
+            return [Unit(owner[node], [node], kernel=kernels[node]) for node in graph]
         unit_of: dict[ir.Node, Unit] = {}
         for unit in compiled:
             for node in unit.nodes:
@@ -293,6 +297,18 @@ class Partitioner:
         if len(ordered) != len(units):
             raise UnsupportedOperator("partitioning produced a cycle between fused subgraphs")
         return ordered
+
+
+def _in_graph_order(graph: ir.Graph, owner: Mapping[ir.Node, Any], implicit: Mapping[ir.Node, Sequence[ir.Value]]) -> bool:
+    """Whether every node of ``graph`` follows the producers (in ``owner``) of the values it reads."""
+    done: set[ir.Node] = set()
+    for node in graph:
+        for value in [*node.inputs, *implicit.get(node, ())]:
+            producer = value.producer() if value is not None else None
+            if producer is not None and producer not in done and producer in owner:
+                return False
+        done.add(node)
+    return True
 
 
 def _unclaimed_message(missing: list[ir.Node], context_of, declined) -> str:

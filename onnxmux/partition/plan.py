@@ -79,14 +79,13 @@ def _partition_ids(units: Sequence[Unit]) -> dict[int, int]:
             key = parent[key]
         return key
 
-    unit_of: dict[ir.Node, Unit] = {n: u for u in units for n in u.nodes}
-    for unit in units:
-        if unit.kind != "kernels":
-            continue
+    kernel_units = [u for u in units if u.kind == "kernels"]
+    unit_of: dict[ir.Node, Unit] = {u.nodes[0]: u for u in kernel_units}
+    for unit in kernel_units:
         for value in unit.nodes[0].inputs:
             producer = value.producer() if value is not None else None
             other = unit_of.get(producer) if producer is not None else None
-            if other is not None and other.kind == "kernels" and other.provider is unit.provider:
+            if other is not None and other.provider is unit.provider:
                 parent[find(id(unit))] = find(id(other))
     ids: dict[int, int] = {}
     result = {}

@@ -260,10 +260,25 @@ class CommonSubexpressionElimination(Rule):
     name = "CommonSubexpressionElimination"
 
     def apply(self, graph: ir.Graph) -> int:
-        """Merge duplicates onto their first occurrence; returns how many nodes were merged."""
+        """Merge duplicates onto their first occurrence; returns how many nodes were merged.
+
+        Only a node whose op type and inputs an earlier node shares has its full key (attributes
+        hashed) computed, and that earlier node's: few nodes share them.
+        """
+        pending: dict[tuple, ir.Node | None] = {}  # op type and inputs -> a first node not keyed yet
         seen: dict[Hashable, ir.Node] = {}
         count = 0
         for node in list(graph):
+            shared = (node.op_type, tuple(map(id, node.inputs)))
+            if shared not in pending:
+                pending[shared] = node
+                continue
+            earlier = pending[shared]
+            if earlier is not None:  # equal keys imply equal op types and inputs: it is the first
+                pending[shared] = None
+                earlier_key = _cse_key(earlier)
+                if earlier_key is not None:
+                    seen[earlier_key] = earlier
             key = _cse_key(node)
             if key is None:
                 continue

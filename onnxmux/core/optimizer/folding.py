@@ -79,12 +79,14 @@ class ConstantFolding(Rule):
 
     def _constant_inputs(self, node: ir.Node) -> list[Any] | None:
         """The node's input arrays when it can be folded, else None."""
+        shape_only = node.op_type in SHAPE_ONLY and _is_default_domain(node)
+        if not shape_only and not all(v is None or is_constant(v) for v in node.inputs):
+            return None  # the common case, decided first
         if node.op_type in UNFOLDABLE or has_subgraph(node) or not node.outputs:
             return None
         if any(v.is_graph_output() for v in node.outputs):
             # Folding would hand every run the same initializer array as an output.
             return None
-        shape_only = node.op_type in SHAPE_ONLY and _is_default_domain(node)
         arrays: list[Any] = []
         for value in node.inputs:
             if value is None or is_constant(value):
