@@ -34,6 +34,8 @@ _BLOCK_ELEMENTS = 1 << 17
 #: (measured on MobileNetV3 and EfficientNet).
 _CHANNELS_LAST_UP_TO = 1024
 _AXES = "abcdefgh"
+#: Weight layouts kept per node for constant weights (more than one only with dynamic shapes).
+_KEPT_LAYOUTS = 16
 
 
 @dataclass(frozen=True)
@@ -90,13 +92,15 @@ def _geometry(layout: Any, row_multiple: int) -> _Geometry:
     return _Geometry(tuple(lengths), size, rows, tuple(groups))
 
 
-def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
-    """Convolution with one input channel per group: x (N, C, ...), w (C·k, 1, kernel...), k ≥ 1.
+def depthwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict | None = None) -> Any:
+    """Convolution with one input channel per group: x (N, C, ...), w (C·k, 1, kernel...), k ≥ 1,
+    plus the optional per-channel ``bias``, added while the result is copied out.
 
     Output channel m reads input channel m // k. Returns a new (N, C·k, out...) array in the
     input's accumulation dtype (float32 for narrower floats). On small images (or with more channels
     than positions) the phases are laid out channels last and einsum's inner loop runs along rows
     of channels (their weights repeated to a long row); otherwise tap by tap along the positions.
+    ``kept``, a dict the caller keeps for weights that never change, holds their repeated rows.
     """
     work = accumulation_dtype(x.dtype)
     n, channels = x.shape[:2]
@@ -117,48 +121,76 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
     else:
         source = xp.zeros((n, m, *spatial), dtype=work)
         source[(slice(None), slice(None), *inside)] = x
-    weights = w.astype(work, copy=False).reshape(m, *layout.kernel)
+    weights = _weights(xp, w.astype(work, copy=False), layout, geometry, repeat if channels_last else 0, kept)
     y = None
-    for group in geometry.groups:
-        term = _tap_group(xp, source, weights, group, layout.strides, geometry.rows, channels_last, repeat)
+    for group, taps in zip(geometry.groups, weights):
+        term = _tap_group(xp, source, taps, group, layout.strides, geometry.rows, channels_last, repeat)
         y = term if y is None else xp.add(y, term, out=y)
     if channels_last:
         y = xp.moveaxis(y.reshape(n, geometry.rows, m)[:, : geometry.size], -1, 1)
     y = y[..., : geometry.size].reshape(n, m, layout.out[0], *geometry.lengths[1:])
-    return xp.ascontiguousarray(y[(..., *(slice(0, o) for o in layout.out[1:]))])
+    y = y[(..., *(slice(0, o) for o in layout.out[1:]))]
+    if bias is None:
+        return xp.ascontiguousarray(y)
+    bias = bias.astype(work, copy=False).reshape(m, *(1,) * len(layout.out))
+    return xp.add(y, bias, out=xp.empty(y.shape, dtype=work))
+
+
+def _weights(xp: Any, w: Any, layout: Any, geometry: _Geometry, repeat: int, kept: dict | None) -> list:
+    """Each tap group's weights: (M, taps...) channels first, or channels last their row of
+    channels repeated ``repeat`` times, (taps..., repeat·M); looked up in ``kept`` first."""
+    key = (layout, repeat, w.dtype)
+    if kept is not None and key in kept:
+        return kept[key]
+    weights = w.reshape(w.shape[0], *layout.kernel)
+    groups = [weights[(slice(None), *group.kernel)] for group in geometry.groups]
+    if repeat:
+        groups = [_repeated_row(xp, taps, repeat) for taps in groups]
+    if kept is not None:
+        if len(kept) >= _KEPT_LAYOUTS:
+            kept.clear()
+        kept[key] = groups
+    return groups
+
+
+def _repeated_row(xp: Any, taps: Any, repeat: int) -> Any:
+    """(M, taps...) weights as (taps..., repeat·M): each tap's channel row ``repeat`` times."""
+    m = taps.shape[0]
+    row = xp.moveaxis(taps, 0, -1)[..., None, :]
+    tiled = xp.ascontiguousarray(xp.broadcast_to(row, (*taps.shape[1:], repeat, m)))
+    return tiled.reshape(*taps.shape[1:], repeat * m)
 
 
 def _tap_group(
-    xp: Any, source: Any, weights: Any, group: _TapGroup, strides: tuple, rows: int, channels_last: bool, repeat: int
+    xp: Any, source: Any, taps: Any, group: _TapGroup, strides: tuple, rows: int, channels_last: bool, repeat: int
 ) -> Any:
     """Σ over one group's taps of weight · read, from the group's phase (a contiguous copy when
-    strided): (N, rows / repeat, repeat·M) channels last, (N, M, rows) channels first."""
-    n, m = source.shape[0], weights.shape[0]
+    strided): (N, rows / repeat, repeat·M) channels last, (N, M, rows) channels first. ``taps``
+    are the group's weights as ``_weights`` lays them out."""
+    n = source.shape[0]
+    m = source.shape[-1] if channels_last else source.shape[1]
     lead = (slice(None),) if channels_last else (slice(None), slice(None))
     phase = source[(*lead, *(slice(r, None, s) for r, s in zip(group.residue, strides)))]
     if any(s > 1 for s in strides):
         phase = xp.ascontiguousarray(phase)
-    taps = weights[(slice(None), *group.kernel)]
     if channels_last:
         return _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, rows, repeat)
     return _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, rows)
 
 
-def _taps_by_einsum(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int, repeat: int) -> Any:
+def _taps_by_einsum(xp: Any, flat: Any, tiled: Any, group: _TapGroup, rows: int, repeat: int) -> Any:
     """Channels last: one strided view (N, taps..., rows / repeat, repeat·M) holds every tap's
-    read, and one einsum multiplies by the weights (repeated over ``repeat`` rows, so that its
-    inner loop is long) and sums over the taps in one pass."""
-    n, m = flat.shape[0], taps.shape[0]
+    read, and one einsum multiplies by the weights (``tiled``: repeated over ``repeat`` rows, so
+    that its inner loop is long) and sums over the taps in one pass."""
+    n, m = flat.shape[0], tiled.shape[-1] // repeat
     item = flat.strides[1]
     reads = xp.lib.stride_tricks.as_strided(
         flat[:, group.start * m :],
-        (n, *taps.shape[1:], rows // repeat, repeat * m),
+        (n, *tiled.shape[:-1], rows // repeat, repeat * m),
         (flat.strides[0], *(s * m * item for s in group.steps), repeat * m * item, item),
     )
-    row = xp.moveaxis(taps, 0, -1)[..., None, :]
-    tiled = xp.ascontiguousarray(xp.broadcast_to(row, (*taps.shape[1:], repeat, m)))
-    axes = _AXES[: taps.ndim - 1]
-    return xp.einsum(f"n{axes}qr,{axes}r->nqr", reads, tiled.reshape(*taps.shape[1:], repeat * m))
+    axes = _AXES[: tiled.ndim - 1]
+    return xp.einsum(f"n{axes}qr,{axes}r->nqr", reads, tiled)
 
 
 def _taps_one_by_one(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int) -> Any:
@@ -184,12 +216,15 @@ def _taps_one_by_one(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int)
     return y
 
 
-def pointwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
-    """A 1x1, unpadded, ungrouped convolution (any strides) as one GEMM per image: (M, C) @ (C, P)."""
+def pointwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict | None = None) -> Any:
+    """A 1x1, unpadded, ungrouped convolution (any strides) as one GEMM per image, (M, C) @ (C, P),
+    plus the optional per-channel ``bias``."""
     work = accumulation_dtype(x.dtype)
     if any(s != 1 for s in layout.strides):
         x = x[(slice(None), slice(None), *(slice(None, None, s) for s in layout.strides))]
     n, c = x.shape[:2]
     cols = x.astype(work, copy=False).reshape(n, c, math.prod(layout.out))
     y = xp.matmul(w.astype(work, copy=False).reshape(w.shape[0], c), cols)
+    if bias is not None:
+        y += bias.astype(work, copy=False)[:, None]
     return y.reshape(n, w.shape[0], *layout.out)
