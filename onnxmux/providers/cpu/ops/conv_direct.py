@@ -111,20 +111,14 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict
     channels_last = positions <= _CHANNELS_LAST_UP_TO or m > positions
     repeat = max(1, _INNER_ELEMENTS // m) if channels_last else 1
     geometry = _geometry(layout, repeat)
-    spatial = tuple(length * s for length, s in zip(geometry.lengths, layout.strides))
-    fits = tuple(min(have, room - b) for have, room, b in zip(x.shape[2:], spatial, layout.begin))
-    inside = tuple(slice(b, b + f) for b, f in zip(layout.begin, fits))
-    x = x[(..., *(slice(0, f) for f in fits))]
-    if channels_last:
-        source = xp.zeros((n, *spatial, m), dtype=work)
-        source[(slice(None), *inside)] = xp.moveaxis(x, 1, -1)
-    else:
-        source = xp.zeros((n, m, *spatial), dtype=work)
-        source[(slice(None), slice(None), *inside)] = x
     weights = _weights(xp, w.astype(work, copy=False), layout, geometry, repeat if channels_last else 0, kept)
     y = None
     for group, taps in zip(geometry.groups, weights):
-        term = _tap_group(xp, source, taps, group, layout.strides, geometry.rows, channels_last, repeat)
+        phase = _phase(xp, x, group.residue, layout, geometry.lengths, channels_last, work)
+        if channels_last:
+            term = _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, geometry.rows, repeat)
+        else:
+            term = _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, geometry.rows)
         y = term if y is None else xp.add(y, term, out=y)
     if channels_last:
         y = xp.moveaxis(y.reshape(n, geometry.rows, m)[:, : geometry.size], -1, 1)
@@ -161,21 +155,29 @@ def _repeated_row(xp: Any, taps: Any, repeat: int) -> Any:
     return tiled.reshape(*taps.shape[1:], repeat * m)
 
 
-def _tap_group(
-    xp: Any, source: Any, taps: Any, group: _TapGroup, strides: tuple, rows: int, channels_last: bool, repeat: int
-) -> Any:
-    """Σ over one group's taps of weight · read, from the group's phase (a contiguous copy when
-    strided): (N, rows / repeat, repeat·M) channels last, (N, M, rows) channels first. ``taps``
-    are the group's weights as ``_weights`` lays them out."""
-    n = source.shape[0]
-    m = source.shape[-1] if channels_last else source.shape[1]
-    lead = (slice(None),) if channels_last else (slice(None), slice(None))
-    phase = source[(*lead, *(slice(r, None, s) for r, s in zip(group.residue, strides)))]
-    if any(s > 1 for s in strides):
-        phase = xp.ascontiguousarray(phase)
+def _phase(xp: Any, x: Any, residue: tuple, layout: Any, lengths: tuple, channels_last: bool, dtype: Any) -> Any:
+    """Stride phase ``residue`` of the zero-padded input, copied straight from ``x`` into a fresh
+    (N, M, lengths...) array, or (N, lengths..., M) channels last; only its borders are zeroed."""
+    n, m = x.shape[:2]
+    phase = xp.empty((n, *lengths, m) if channels_last else (n, m, *lengths), dtype=dtype)
+    first_axis = 1 if channels_last else 2
+    into, reads = [], []
+    for r, s, b, length, size in zip(residue, layout.strides, layout.begin, lengths, x.shape[2:]):
+        # Phase position p holds padded position p·s + r, which is input position p·s + r - b.
+        first = min(length, max(0, -((r - b) // s)))
+        last = max(first, min(length, (size - 1 - r + b) // s + 1))
+        into.append(slice(first, last))
+        reads.append(slice(first * s + r - b, (last - 1) * s + r - b + 1, s) if last > first else slice(0, 0))
+    for axis, span in enumerate(into):
+        lead = (slice(None),) * (first_axis + axis)
+        phase[(*lead, slice(0, span.start))] = 0
+        phase[(*lead, slice(span.stop, None))] = 0
+    values = x[(slice(None), slice(None), *reads)]
     if channels_last:
-        return _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, rows, repeat)
-    return _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, rows)
+        phase[(slice(None), *into)] = xp.moveaxis(values, 1, -1)
+    else:
+        phase[(slice(None), slice(None), *into)] = values
+    return phase
 
 
 def _taps_by_einsum(xp: Any, flat: Any, tiled: Any, group: _TapGroup, rows: int, repeat: int) -> Any:
