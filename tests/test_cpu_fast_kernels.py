@@ -10,7 +10,7 @@ import scipy.special
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxmux
-from onnxmux.providers.cpu.ops import conv_direct, pointwise, pool
+from onnxmux.providers.cpu.ops import conv_direct, pointwise, pool, reduce
 from onnxmux.providers.cpu.ops.conv import WindowAttrs, sliding_windows
 
 RNG = np.random.default_rng(0)
@@ -260,3 +260,16 @@ def test_lstm_fused_step_equals_general_step(direction) -> None:
     general = onnxmux.InferenceSession(_recurrent_model("LSTM", direction, 0, clip=1e30)).run(None, feeds)
     for a, b in zip(fused, general):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axes", [((2, 5, 7, 3), (2, 3)), ((4, 6), (1,)), ((3, 4, 5), (0, 1, 2)), ((2, 3), ())])
+@pytest.mark.parametrize("keepdims", [True, False])
+def test_trailing_mean_matches_numpy(shape, axes, keepdims, dtype) -> None:
+    """The ones-vector product that ReduceMean and GlobalAveragePool use over trailing axes."""
+    x = RNG.standard_normal(shape).astype(dtype)
+    first = axes[0] if axes else len(shape)
+    y = reduce.trailing_mean(np, x, first, keepdims)
+    expected = x.astype(np.float64).mean(axis=axes, keepdims=keepdims) if axes else x
+    assert y.dtype == dtype and y.shape == expected.shape and not np.shares_memory(y, x)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)

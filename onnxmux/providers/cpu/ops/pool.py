@@ -10,7 +10,7 @@ import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu.ops.conv import Layout, WindowAttrs, sliding_windows, window_attrs
-from onnxmux.providers.cpu.ops.reduce import float_dtype
+from onnxmux.providers.cpu.ops.reduce import float_dtype, trailing_mean
 from onnxmux.providers.cpu.registry import op
 
 
@@ -195,6 +195,8 @@ def global_average_pool(ctx: NodeContext, xp: Any):
     """Mean over all spatial axes, kept as size-1 axes."""
 
     def run(x):
+        if x.size and x.dtype in (np.float32, np.float64):
+            return trailing_mean(xp, x, 2)
         mean = xp.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=float_dtype(x.dtype))
         return mean.astype(x.dtype)
 
