@@ -166,7 +166,7 @@ def conv(ctx: NodeContext, xp: Any):
 
     layouts: dict[tuple, Layout] = {}  # by input and kernel shape: the same every run, as a rule
     constant_weights = ctx.constant(1)
-    kept: dict = {}  # the direct kernels' layouts of constant weights
+    kept: dict = {}  # the depthwise kernel's layouts of constant weights
 
     def run(x, w, b=None):
         n, c = x.shape[:2]
@@ -180,9 +180,11 @@ def conv(ctx: NodeContext, xp: Any):
                 layouts.clear()
             layout = layouts[shapes] = window.layout(*shapes)
         direct = _direct(x, w, layout, group)
-        if direct is not None:
+        if direct is conv_direct.depthwise:
             known = kept if w is constant_weights else None
             return direct(xp, x, w, layout, b, known).astype(x.dtype, copy=False)
+        if direct is not None:
+            return _add_bias(direct(xp, x, w, layout).astype(x.dtype, copy=False), b)
         pointwise = all(k == 1 and s == 1 for k, s in zip(layout.kernel, layout.strides))
         if pointwise and not any(layout.begin + layout.end):
             # A 1x1, stride-1, unpadded kernel: the input already is the column matrix.

@@ -218,15 +218,12 @@ def _taps_one_by_one(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int)
     return y
 
 
-def pointwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict | None = None) -> Any:
-    """A 1x1, unpadded, ungrouped convolution (any strides) as one GEMM per image, (M, C) @ (C, P),
-    plus the optional per-channel ``bias``."""
+def pointwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
+    """A 1x1, unpadded, ungrouped convolution (any strides) as one GEMM per image: (M, C) @ (C, P)."""
     work = accumulation_dtype(x.dtype)
     if any(s != 1 for s in layout.strides):
         x = x[(slice(None), slice(None), *(slice(None, None, s) for s in layout.strides))]
     n, c = x.shape[:2]
     cols = x.astype(work, copy=False).reshape(n, c, math.prod(layout.out))
     y = xp.matmul(w.astype(work, copy=False).reshape(w.shape[0], c), cols)
-    if bias is not None:
-        y += bias.astype(work, copy=False)[:, None]
     return y.reshape(n, w.shape[0], *layout.out)
