@@ -10,7 +10,7 @@ import scipy.special
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxmux
-from onnxmux.providers.cpu.ops import conv_direct, pointwise
+from onnxmux.providers.cpu.ops import conv_direct, pointwise, pool, reduce
 from onnxmux.providers.cpu.ops.conv import WindowAttrs, sliding_windows
 
 RNG = np.random.default_rng(0)
@@ -77,6 +77,7 @@ DEPTHWISE_CASES = [
     ((17,), (4,), (2,), (1,), (1, 2), 1, 3),
     ((5, 6, 7), (3, 1, 2), (1, 2, 1), (1, 1, 2), (1, 0, 1, 1, 0, 0), 2, 1),
     ((3, 3), (3, 3), (1, 1), (1, 1), (0, 0, 0, 0), 1, 1),
+    ((4, 5), (2, 3), (3, 2), (1, 1), (3, 0, 4, 2), 1, 1),  # phases that lie wholly in the padding
 ]
 
 
@@ -93,6 +94,63 @@ def test_depthwise_conv_matches_windows_reference(
     y = conv_direct.depthwise(np, x, w, layout)
     assert y.shape == (batch, channels * multiplier, *layout.out) and y.flags.c_contiguous
     np.testing.assert_allclose(y, _depthwise_reference(x, w, layout), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last_up_to", [0, 1024])
+@pytest.mark.parametrize("spatial,kernel,strides,dilations,pads,multiplier,batch", DEPTHWISE_CASES[:4])
+def test_depthwise_conv_bias_and_kept_weights(
+    monkeypatch, spatial, kernel, strides, dilations, pads, multiplier, batch, channels_last_up_to
+) -> None:
+    """The bias added while copying out, and weights laid out once and reused from ``kept``:
+    every run gives the reference, and the second run reads the kept layout."""
+    monkeypatch.setattr(conv_direct, "_CHANNELS_LAST_UP_TO", channels_last_up_to)
+    x = RNG.standard_normal((batch, 6, *spatial)).astype(np.float32)
+    w = RNG.standard_normal((6 * multiplier, 1, *kernel)).astype(np.float32)
+    b = RNG.standard_normal(6 * multiplier).astype(np.float32)
+    layout = WindowAttrs(kernel, strides, dilations, pads, "NOTSET").layout(spatial, kernel)
+    expected = _depthwise_reference(x, w, layout) + b.reshape(-1, *(1,) * len(spatial))
+    kept: dict = {}
+    for _ in range(2):
+        y = conv_direct.depthwise(np, x, w, layout, b, kept)
+        assert y.flags.c_contiguous
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert len(kept) == 1
+    ((key, groups),) = kept.items()
+    kept[key] = [np.zeros_like(g) for g in groups]  # a run must use the kept layout, not rebuild it
+    np.testing.assert_allclose(conv_direct.depthwise(np, x, w, layout, b, kept), np.broadcast_to(b.reshape(-1, *(1,) * len(spatial)), expected.shape), atol=0)
+
+
+def _max_pool_reference(x: np.ndarray, layout) -> np.ndarray:
+    """The max over every window of the view padded with the dtype's lowest value."""
+    low = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    windows = sliding_windows(np, x, layout, low)
+    rank = len(layout.kernel)
+    return windows.max(axis=tuple(range(2 + rank, 2 + 2 * rank)))
+
+
+MAX_POOL_CASES = [
+    # spatial, kernel, strides, dilations, pads, ceil_mode
+    ((112, 112), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), False),
+    ((9, 11), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), False),
+    ((10, 7), (3, 2), (2, 1), (2, 1), (0, 1, 2, 0), False),
+    ((8, 9), (4, 3), (3, 2), (1, 2), (1, 0, 0, 1), True),
+    ((17,), (4,), (2,), (1,), (3, 2), True),
+    ((5, 6, 7), (3, 1, 2), (1, 2, 1), (1, 1, 2), (1, 0, 1, 1, 0, 0), False),
+    ((4, 4), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), False),
+    ((6, 6), (2, 2), (2, 2), (1, 1), (0, 0, 0, 0), True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
+@pytest.mark.parametrize("spatial,kernel,strides,dilations,pads,ceil_mode", MAX_POOL_CASES)
+def test_separable_max_pool_matches_windows_reference(spatial, kernel, strides, dilations, pads, ceil_mode, dtype) -> None:
+    x = (RNG.standard_normal((2, 3, *spatial)) * 50).astype(dtype)
+    before = x.copy()
+    layout = WindowAttrs(kernel, strides, dilations, pads, "NOTSET").layout(spatial, kernel, ceil_mode)
+    y = pool._separable_max(np, x, layout)
+    assert y.dtype == x.dtype and y.flags.c_contiguous and not np.shares_memory(y, x)
+    np.testing.assert_array_equal(y, _max_pool_reference(x, layout))
+    np.testing.assert_array_equal(x, before)
 
 
 @pytest.mark.parametrize("inner", [1, 350, 4096])  # each channel row alone, 3 rows, 40 rows per inner loop
@@ -202,3 +260,16 @@ def test_lstm_fused_step_equals_general_step(direction) -> None:
     general = onnxmux.InferenceSession(_recurrent_model("LSTM", direction, 0, clip=1e30)).run(None, feeds)
     for a, b in zip(fused, general):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axes", [((2, 5, 7, 3), (2, 3)), ((4, 6), (1,)), ((3, 4, 5), (0, 1, 2)), ((2, 3), ())])
+@pytest.mark.parametrize("keepdims", [True, False])
+def test_trailing_mean_matches_numpy(shape, axes, keepdims, dtype) -> None:
+    """The ones-vector product that ReduceMean and GlobalAveragePool use over trailing axes."""
+    x = RNG.standard_normal(shape).astype(dtype)
+    first = axes[0] if axes else len(shape)
+    y = reduce.trailing_mean(np, x, first, keepdims)
+    expected = x.astype(np.float64).mean(axis=axes, keepdims=keepdims) if axes else x
+    assert y.dtype == dtype and y.shape == expected.shape and not np.shares_memory(y, x)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)

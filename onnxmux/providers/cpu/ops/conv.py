@@ -166,6 +166,8 @@ def conv(ctx: NodeContext, xp: Any):
         raise ctx.error(f"'group' must be positive, got {group}")
 
     layouts: dict[tuple, Layout] = {}  # by input and kernel shape: the same every run, as a rule
+    constant_weights = ctx.constant(1)
+    kept: dict = {}  # the depthwise kernel's layouts of constant weights
 
     def run(x, w, b=None):
         n, c = x.shape[:2]
@@ -179,6 +181,9 @@ def conv(ctx: NodeContext, xp: Any):
                 layouts.clear()
             layout = layouts[shapes] = window.layout(*shapes)
         direct = _direct(x, w, layout, group)
+        if direct is conv_direct.depthwise:
+            known = kept if w is constant_weights else None
+            return direct(xp, x, w, layout, b, known).astype(x.dtype, copy=False)
         if direct is not None:
             return _add_bias(direct(xp, x, w, layout).astype(x.dtype, copy=False), b)
         pointwise = all(k == 1 and s == 1 for k, s in zip(layout.kernel, layout.strides))

@@ -35,6 +35,8 @@ _BLOCK_ELEMENTS = 1 << 17
 #: (measured on MobileNetV3 and EfficientNet).
 _CHANNELS_LAST_UP_TO = 1024
 _AXES = "abcdefgh"
+#: Weight layouts kept per node for constant weights (more than one only with dynamic shapes).
+_KEPT_LAYOUTS = 16
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,15 @@ def _geometry(layout: Any, row_multiple: int) -> _Geometry:
     return _Geometry(tuple(lengths), size, rows, tuple(groups))
 
 
-def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
-    """Convolution with one input channel per group: x (N, C, ...), w (C·k, 1, kernel...), k ≥ 1.
+def depthwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict | None = None) -> Any:
+    """Convolution with one input channel per group: x (N, C, ...), w (C·k, 1, kernel...), k ≥ 1,
+    plus the optional per-channel ``bias``, added while the result is copied out.
 
     Output channel m reads input channel m // k. Returns a new (N, C·k, out...) array in the
     input's accumulation dtype (float32 for narrower floats). On small images (or with more channels
     than positions) the phases are laid out channels last and einsum's inner loop runs along rows
     of channels (their weights repeated to a long row); otherwise tap by tap along the positions.
+    ``kept``, a dict the caller keeps for weights that never change, holds their repeated rows.
     """
     work = accumulation_dtype(x.dtype)
     n, channels = x.shape[:2]
@@ -108,58 +112,88 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
     channels_last = positions <= _CHANNELS_LAST_UP_TO or m > positions
     repeat = max(1, _INNER_ELEMENTS // m) if channels_last else 1
     geometry = _geometry(layout, repeat)
-    spatial = tuple(length * s for length, s in zip(geometry.lengths, layout.strides))
-    fits = tuple(min(have, room - b) for have, room, b in zip(x.shape[2:], spatial, layout.begin))
-    inside = tuple(slice(b, b + f) for b, f in zip(layout.begin, fits))
-    x = x[(..., *(slice(0, f) for f in fits))]
-    if channels_last:
-        source = xp.zeros((n, *spatial, m), dtype=work)
-        source[(slice(None), *inside)] = xp.moveaxis(x, 1, -1)
-    else:
-        source = xp.zeros((n, m, *spatial), dtype=work)
-        source[(slice(None), slice(None), *inside)] = x
-    weights = w.astype(work, copy=False).reshape(m, *layout.kernel)
+    weights = _weights(xp, w.astype(work, copy=False), layout, geometry, repeat if channels_last else 0, kept)
     y = None
-    for group in geometry.groups:
-        term = _tap_group(xp, source, weights, group, layout.strides, geometry.rows, channels_last, repeat)
+    for group, taps in zip(geometry.groups, weights):
+        phase = _phase(xp, x, group.residue, layout, geometry.lengths, channels_last, work)
+        if channels_last:
+            term = _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, geometry.rows, repeat)
+        else:
+            term = _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, geometry.rows)
         y = term if y is None else xp.add(y, term, out=y)
     if channels_last:
         y = xp.moveaxis(y.reshape(n, geometry.rows, m)[:, : geometry.size], -1, 1)
     y = y[..., : geometry.size].reshape(n, m, layout.out[0], *geometry.lengths[1:])
-    return xp.ascontiguousarray(y[(..., *(slice(0, o) for o in layout.out[1:]))])
+    y = y[(..., *(slice(0, o) for o in layout.out[1:]))]
+    if bias is None:
+        return xp.ascontiguousarray(y)
+    bias = bias.astype(work, copy=False).reshape(m, *(1,) * len(layout.out))
+    return xp.add(y, bias, out=xp.empty(y.shape, dtype=work))
 
 
-def _tap_group(
-    xp: Any, source: Any, weights: Any, group: _TapGroup, strides: tuple, rows: int, channels_last: bool, repeat: int
-) -> Any:
-    """Σ over one group's taps of weight · read, from the group's phase (a contiguous copy when
-    strided): (N, rows / repeat, repeat·M) channels last, (N, M, rows) channels first."""
-    n, m = source.shape[0], weights.shape[0]
-    lead = (slice(None),) if channels_last else (slice(None), slice(None))
-    phase = source[(*lead, *(slice(r, None, s) for r, s in zip(group.residue, strides)))]
-    if any(s > 1 for s in strides):
-        phase = xp.ascontiguousarray(phase)
-    taps = weights[(slice(None), *group.kernel)]
+def _weights(xp: Any, w: Any, layout: Any, geometry: _Geometry, repeat: int, kept: dict | None) -> list:
+    """Each tap group's weights: (M, taps...) channels first, or channels last their row of
+    channels repeated ``repeat`` times, (taps..., repeat·M); looked up in ``kept`` first."""
+    key = (layout, repeat, w.dtype)
+    if kept is not None and key in kept:
+        return kept[key]
+    weights = w.reshape(w.shape[0], *layout.kernel)
+    groups = [weights[(slice(None), *group.kernel)] for group in geometry.groups]
+    if repeat:
+        groups = [_repeated_row(xp, taps, repeat) for taps in groups]
+    if kept is not None:
+        if len(kept) >= _KEPT_LAYOUTS:
+            kept.clear()
+        kept[key] = groups
+    return groups
+
+
+def _repeated_row(xp: Any, taps: Any, repeat: int) -> Any:
+    """(M, taps...) weights as (taps..., repeat·M): each tap's channel row ``repeat`` times."""
+    m = taps.shape[0]
+    row = xp.moveaxis(taps, 0, -1)[..., None, :]
+    tiled = xp.ascontiguousarray(xp.broadcast_to(row, (*taps.shape[1:], repeat, m)))
+    return tiled.reshape(*taps.shape[1:], repeat * m)
+
+
+def _phase(xp: Any, x: Any, residue: tuple, layout: Any, lengths: tuple, channels_last: bool, dtype: Any) -> Any:
+    """Stride phase ``residue`` of the zero-padded input, copied straight from ``x`` into a fresh
+    (N, M, lengths...) array, or (N, lengths..., M) channels last; only its borders are zeroed."""
+    n, m = x.shape[:2]
+    phase = xp.empty((n, *lengths, m) if channels_last else (n, m, *lengths), dtype=dtype)
+    first_axis = 1 if channels_last else 2
+    into, reads = [], []
+    for r, s, b, length, size in zip(residue, layout.strides, layout.begin, lengths, x.shape[2:]):
+        # Phase position p holds padded position p·s + r, which is input position p·s + r - b.
+        first = min(length, max(0, -((r - b) // s)))
+        last = max(first, min(length, (size - 1 - r + b) // s + 1))
+        into.append(slice(first, last))
+        reads.append(slice(first * s + r - b, (last - 1) * s + r - b + 1, s) if last > first else slice(0, 0))
+    for axis, span in enumerate(into):
+        lead = (slice(None),) * (first_axis + axis)
+        phase[(*lead, slice(0, span.start))] = 0
+        phase[(*lead, slice(span.stop, None))] = 0
+    values = x[(slice(None), slice(None), *reads)]
     if channels_last:
-        return _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, rows, repeat)
-    return _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, rows)
+        phase[(slice(None), *into)] = xp.moveaxis(values, 1, -1)
+    else:
+        phase[(slice(None), slice(None), *into)] = values
+    return phase
 
 
-def _taps_by_einsum(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int, repeat: int) -> Any:
+def _taps_by_einsum(xp: Any, flat: Any, tiled: Any, group: _TapGroup, rows: int, repeat: int) -> Any:
     """Channels last: one strided view (N, taps..., rows / repeat, repeat·M) holds every tap's
-    read, and one einsum multiplies by the weights (repeated over ``repeat`` rows, so that its
-    inner loop is long) and sums over the taps in one pass."""
-    n, m = flat.shape[0], taps.shape[0]
+    read, and one einsum multiplies by the weights (``tiled``: repeated over ``repeat`` rows, so
+    that its inner loop is long) and sums over the taps in one pass."""
+    n, m = flat.shape[0], tiled.shape[-1] // repeat
     item = flat.strides[1]
     reads = xp.lib.stride_tricks.as_strided(
         flat[:, group.start * m :],
-        (n, *taps.shape[1:], rows // repeat, repeat * m),
+        (n, *tiled.shape[:-1], rows // repeat, repeat * m),
         (flat.strides[0], *(s * m * item for s in group.steps), repeat * m * item, item),
     )
-    row = xp.moveaxis(taps, 0, -1)[..., None, :]
-    tiled = xp.ascontiguousarray(xp.broadcast_to(row, (*taps.shape[1:], repeat, m)))
-    axes = _AXES[: taps.ndim - 1]
-    return xp.einsum(f"n{axes}qr,{axes}r->nqr", reads, tiled.reshape(*taps.shape[1:], repeat * m))
+    axes = _AXES[: tiled.ndim - 1]
+    return xp.einsum(f"n{axes}qr,{axes}r->nqr", reads, tiled)
 
 
 def _taps_one_by_one(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int) -> Any:

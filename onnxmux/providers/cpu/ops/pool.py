@@ -10,7 +10,7 @@ import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu.ops.conv import Layout, WindowAttrs, sliding_windows, window_attrs
-from onnxmux.providers.cpu.ops.reduce import float_dtype
+from onnxmux.providers.cpu.ops.reduce import float_dtype, trailing_mean
 from onnxmux.providers.cpu.registry import op
 
 
@@ -76,15 +76,56 @@ def max_pool(ctx: NodeContext, xp: Any):
 
     def run(x):
         layout = window.layout(x.shape[2:], ceil_mode=ceil_mode)
-        windows = sliding_windows(xp, x, layout, _lowest(x.dtype))
         if not want_indices:
-            return _fold_windows(xp, windows, layout, xp.maximum)
+            return _separable_max(xp, x, layout)
+        windows = sliding_windows(xp, x, layout, _lowest(x.dtype))
         flat = windows.reshape(*windows.shape[: 2 + len(layout.out)], -1)
         arg = xp.argmax(flat, axis=-1)
         y = xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
         return y, _max_indices(xp, arg, layout, x.shape, storage_order == 1)
 
     return run
+
+
+def _separable_max(xp: Any, x: Any, layout: Layout) -> Any:
+    """Max over each window as a max along one spatial axis after another (last axis first).
+
+    Along an axis, each kernel tap is one ``maximum`` over the output positions whose read falls
+    inside the input, so nothing is padded; a tap that every position reads starts the result
+    (else it starts at the dtype's lowest value, which padding is). A k·k window costs 2(k-1)
+    passes over ever smaller arrays instead of k·k - 1 over the output.
+    """
+    for axis in reversed(range(len(layout.kernel))):
+        x = _max_along(xp, x, 2 + axis, *(v[axis] for v in (
+            layout.kernel, layout.strides, layout.dilations, layout.begin, layout.out)))
+    return x
+
+
+def _max_along(xp: Any, x: Any, axis: int, kernel: int, stride: int, dilation: int, begin: int, out: int) -> Any:
+    """The 1-D max pool of ``x`` along ``axis``: a fresh array with ``out`` positions there."""
+    length = x.shape[axis]
+    spans = []  # per tap: first and last output position whose read is inside, first read
+    for tap in range(kernel):
+        shift = tap * dilation - begin
+        first = max(0, -(shift // stride))
+        last = min(out - 1, (length - 1 - shift) // stride)
+        if first <= last:
+            spans.append((first, last, first * stride + shift))
+    full = next((span for span in spans if span[:2] == (0, out - 1)), None)
+    lead = (slice(None),) * axis
+
+    def read(first: int, last: int, start: int) -> Any:
+        return x[(*lead, slice(start, start + (last - first) * stride + 1, stride))]
+
+    if full is None:
+        y = xp.full((*x.shape[:axis], out, *x.shape[axis + 1 :]), _lowest(x.dtype), dtype=x.dtype)
+    else:
+        y = read(*full).copy()  # a copy even when the tap reads all of x: y is written to
+        spans.remove(full)
+    for first, last, start in spans:
+        target = y[(*lead, slice(first, last + 1))]
+        xp.maximum(target, read(first, last, start), out=target)
+    return y
 
 
 def _window_sums(xp: Any, x: Any, layout: Layout) -> Any:
@@ -154,6 +195,8 @@ def global_average_pool(ctx: NodeContext, xp: Any):
     """Mean over all spatial axes, kept as size-1 axes."""
 
     def run(x):
+        if x.size and x.dtype in (np.float32, np.float64):
+            return trailing_mean(xp, x, 2)
         mean = xp.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=float_dtype(x.dtype))
         return mean.astype(x.dtype)
 
