@@ -275,3 +275,33 @@ def test_parallel_plan_runs_the_plain_kernels():
     assert not session._plan.donated
     expected = _session(model, False).run(None, {"x": _x()})[0]
     np.testing.assert_array_equal(session.run(None, {"x": _x()})[0], expected)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_layer_normalization_normalizes_a_dying_residual_sum_in_place(axis):
+    # the residual Add's sum dies at the LayerNormalization: it is donated and overwritten with the
+    # result, which equals the plain plan's and a float64 reference
+    shape = [2, ROWS, COLS]
+    scale, bias = _x(shape=(COLS,), seed=1), _x(shape=(COLS,), seed=2)
+    if axis == 1:
+        scale, bias = _x(shape=(ROWS, COLS), seed=1), _x(shape=(ROWS, COLS), seed=2)
+    nodes = [
+        helper.make_node("Add", ["x", "r"], ["s"]),
+        helper.make_node("LayerNormalization", ["s", "scale", "bias"], ["y"], axis=axis, epsilon=1e-5),
+    ]
+    model = _model(
+        nodes, [("x", FLOAT, ["n", ROWS, COLS]), ("r", FLOAT, ["n", ROWS, COLS])], [("y", FLOAT)],
+        [("scale", scale), ("bias", bias)], opset=17,
+    )
+    x, r = (_x(shape=shape, seed=s) * 3 + 1 for s in (3, 4))
+    session = _check(model, {"x": x, "r": r})
+    assert _donated_ops(session) == ["LayerNormalization"]
+    s64 = x.astype(np.float64) + r
+    axes = tuple(range(axis % 3, 3))
+    centered = s64 - s64.mean(axis=axes, keepdims=True)
+    want = centered / np.sqrt((centered**2).mean(axis=axes, keepdims=True) + 1e-5) * scale + bias
+    np.testing.assert_allclose(session.run(None, {"x": x, "r": r})[0], want, rtol=1e-5, atol=1e-5)
+    index = next(iter(session._plan.donated))
+    s = (x + r).astype(np.float32)
+    result = session._plan.donated[index](s, scale, bias)
+    assert np.shares_memory(result[0], s)

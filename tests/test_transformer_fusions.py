@@ -149,3 +149,15 @@ def test_reshape_target_from_another_tensors_dims_is_kept() -> None:
     assert "Shape" in [n.op_type for n in fused.graph]
     feeds = {"x": randn(3, 5, 8), "other": randn(3, 5, 8)}
     assert_same(run(fused, feeds), run(model, feeds))
+
+
+def test_attention_drops_a_constant_zero_mask() -> None:
+    # legacy (TorchScript) exports add a constant [0.] to unmasked scores: the fused node has no mask
+    model = attention_model([1])
+    model.graph.input.pop()
+    model.graph.initializer.append(tensor("mask", np.zeros(1, np.float32)))
+    feeds = {"q": randn(1, 2, 6, 4, scale=2.0), "k": randn(1, 2, 6, 4, scale=2.0), "v": randn(1, 2, 6, 4)}
+    fused = optimized(model, 99)
+    node = next(n for n in fused.graph if n.op_type == "FusedAttention")
+    assert [n.op_type for n in fused.graph] == ["Transpose", "FusedAttention"] and len(node.inputs) == 3
+    assert_same(run(fused, feeds), run(model, feeds))

@@ -220,7 +220,8 @@ def _fuse_attention(graph: ir.Graph, softmax: ir.Node, mine: set[ir.Node]) -> ir
         for chain, addend in (step.inputs, step.inputs[::-1]):
             if is_op(_producer(chain, mine), "Div", "Mul", "MatMul"):
                 if dtype(addend) == dtype(value):
-                    mask, value = addend, chain
+                    mask = None if _zero_scalar(addend, r) else addend  # legacy exports add a constant 0
+                    value = chain
                     pattern.insert(0, step)
                     step = _producer(value, mine)
                 break
@@ -245,6 +246,13 @@ def _fuse_attention(graph: ir.Graph, softmax: ir.Node, mine: set[ir.Node]) -> ir
     attributes = [ir.AttrFloat32("scale", scale)] if scale != 1.0 else []
     inputs = [q, kt, context.inputs[1]] + ([mask] if mask is not None else [])
     return _replace(graph, "FusedAttention", inputs, attributes, pattern, mine)
+
+
+def _zero_scalar(value: ir.Value, rank: int) -> bool:
+    """Whether ``value`` is a constant single 0 that broadcasts within scores of ``rank`` axes:
+    adding it leaves the scores as they are, so the fused kernel skips that pass."""
+    array = constant(value)
+    return array is not None and array.size == 1 and array.ndim <= rank and not array.any()
 
 
 def _producer(value: ir.Value, mine: set[ir.Node]) -> ir.Node | None:

@@ -9,6 +9,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext
+from onnxmux.core.donation import owned
 from onnxmux.providers.cpu.ops.reduce import float_dtype
 from onnxmux.providers.cpu.registry import op
 
@@ -84,14 +85,17 @@ def _inverse_root(xp: Any, sums: Any, n: int, epsilon: float) -> Any:
     return xp.reciprocal(sums, out=sums)
 
 
-def _centered_rows(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any, Any]:
-    """``(x - mean) / sqrt(var + epsilon)`` over trailing ``axes``, as a new (rows, n) buffer, with
-    the mean and inverse deviation as (rows, 1) columns; the row sums are BLAS matrix-vector products."""
+def _centered_rows(
+    xp: Any, x: Any, axes: tuple[int, ...], epsilon: float, into: bool = False
+) -> tuple[Any, Any, Any]:
+    """``(x - mean) / sqrt(var + epsilon)`` over trailing ``axes``, as a (rows, n) buffer (x's own
+    when ``into``, else a new one), with the mean and inverse deviation as (rows, 1) columns; the
+    row sums are BLAS matrix-vector products."""
     rows = x.reshape(-1, math.prod(x.shape[axes[0] :]))
     n = rows.shape[1]
     mean = xp.matmul(rows, xp.ones((n, 1), rows.dtype))
     mean *= mean.dtype.type(1 / n)
-    centered = rows - mean
+    centered = xp.subtract(rows, mean, out=rows if into else None)
     inv_std = _inverse_root(xp, _row_dots(xp, centered), n, epsilon)
     centered *= inv_std
     return centered, mean, inv_std
@@ -233,29 +237,43 @@ def layer_normalization(ctx: NodeContext, xp: Any):
     epsilon = ctx.attr("epsilon", 1e-5)
     stash = stash_dtype(ctx)
 
-    def run(x, scale, bias=None):
+    def normalize(x, scale, bias=None, into=False):
+        # into: x is a dying input of the stash dtype, overwritten by the result (donation.py)
         axes = trailing_axes(x.ndim, axis)
         xs = x.astype(stash, copy=False)
         if _by_rows(xs, axes):
-            y, mean, inv_std = _centered_rows(xp, xs, axes, epsilon)
+            y, mean, inv_std = _centered_rows(xp, xs, axes, epsilon, into)
             kept = _kept_shape(x.shape, axes)
             y, mean, inv_std = y.reshape(x.shape), mean.reshape(kept), inv_std.reshape(kept)
         else:
             mean = xp.mean(xs, axis=axes, keepdims=True)
-            y = xs - mean  # the one full-size buffer: centred, scaled and shifted in place
+            y = xp.subtract(xs, mean, out=xs if into else None)  # the one full-size buffer, then in place
             inv_std = 1 / xp.sqrt(xp.mean(xp.square(y), axis=axes, keepdims=True) + epsilon)
             y *= inv_std
         y = y.astype(x.dtype, copy=False)
         for param, apply in ((scale, xp.multiply), (bias, xp.add)):
             if param is None:
                 continue
-            if xp.broadcast_shapes(y.shape, param.shape) == y.shape:
+            if _broadcasts_within(param.shape, y.shape):
                 apply(y, param, out=y, casting="unsafe")
             else:
                 y = apply(y, param)
         return y.astype(x.dtype, copy=False), mean, inv_std
 
+    def run(x, scale, bias=None):
+        return normalize(x, scale, bias)
+
+    def donated(x, scale, bias=None):
+        return normalize(x, scale, bias, into=owned(x) and x.dtype == stash)
+
+    run.donate = lambda index: donated if index == 0 else None  # type: ignore[attr-defined]
     return run
+
+
+def _broadcasts_within(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` without widening it (a tuple check,
+    cheaper than ``broadcast_shapes`` on the per-run path)."""
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
 
 
 @op("RMSNormalization", 23)

@@ -113,8 +113,9 @@ def gelu_inplace(xp: Any, x: Any, approximate: str) -> Any:
     return x
 
 
-#: Elements per chunk of a float32 Gelu: its three buffers take 384 KB.
-GELU_CHUNK = 1 << 15
+#: Elements per chunk of a float32 Gelu: its three buffers take 768 KB, within a 1 MB L2 cache; fewer
+#: chunks than at 32K elements cut the per-call cost of its dozen ufunc passes (about 10% on BERT's Gelu).
+GELU_CHUNK = 1 << 16
 #: Gelu's erf(x/√2) as tanh(x · P'(x²)): P's coefficients with the 1/√2 folded in, so x need not be scaled.
 _GELU_ERF_COEFFICIENTS = tuple(c * _ROOT_HALF * 0.5**k for k, c in enumerate(_ERF_COEFFICIENTS))
 
