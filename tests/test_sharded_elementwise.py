@@ -17,8 +17,20 @@ from onnxmux.providers.cpu.ops import pointwise
 from onnxmux.providers.cpu.ops.fused import ACTIVATIONS
 from tests.helpers import single_node_model
 
-#: Above two Gelu chunks, with a tail that is no multiple of the alignment.
-SIZE = 3 * pointwise.GELU_CHUNK + 1234
+#: Two shards of whole Gelu chunks and a tail that is no multiple of the alignment.
+SIZE = 2 * max(sharded.SHARD_ELEMENTS, pointwise.GELU_CHUNK) + 1234
+
+
+class CountingThreads(IntraOpThreads):
+    """Two intra-op threads that count the shards they are handed."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.shards = 0
+
+    def run_shards(self, shards) -> None:
+        self.shards += len(shards)
+        super().run_shards(shards)
 
 
 def _values(shape: tuple, scale: float = 4.0) -> np.ndarray:
@@ -28,10 +40,11 @@ def _values(shape: tuple, scale: float = 4.0) -> np.ndarray:
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_sharded_gelu_gives_the_one_thread_bits(approximate) -> None:
     x = _values((SIZE,))
-    one, two = IntraOpThreads(1), IntraOpThreads(2)
+    one, two = IntraOpThreads(1), CountingThreads()
     expected = one(pointwise.gelu, np, x, approximate)
     assert two(pointwise.gelu, np, x, approximate).tobytes() == expected.tobytes()
     assert two(pointwise.gelu_inplace, np, x.copy(), approximate).tobytes() == expected.tobytes()
+    assert two.shards >= 4
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -39,13 +52,15 @@ def test_sharded_gelu_gives_the_one_thread_bits(approximate) -> None:
 def test_sharded_activation_gives_the_one_thread_bits(name, layout) -> None:
     apply, count = ACTIVATIONS[name]
     params = {"Clip": [-1.0, 2.0]}.get(name, [0.3, 0.6][:count])
-    y = _values((2, 48, 40, 40))
+    y = _values((2, 48, 64, 64))
     view = {"contiguous": lambda a: a, "channels_last": lambda a: a.transpose(0, 2, 3, 1), "strided": lambda a: a[:, ::2]}[layout]
     expected = apply(np, view(y.copy()), params)
     y2 = y.copy()
-    result = IntraOpThreads(2)(lambda: sharded.in_place(np, view(y2), lambda part: apply(np, part, params)))
+    pool = CountingThreads()
+    result = pool(lambda: sharded.in_place(np, view(y2), lambda part: apply(np, part, params)))
     np.testing.assert_array_equal(result, expected)
     assert result.tobytes() == expected.tobytes()
+    assert (pool.shards >= 2) == (layout != "strided")  # a strided view has no flat view to cut
 
 
 def test_a_session_on_two_threads_gives_the_one_thread_bits() -> None:

@@ -25,8 +25,9 @@ from onnxmux.core import threads
 #: Least multiply-adds per shard (about 0.25 ms on one core): below it the hand-off between
 #: threads (a worker's wake-up, the GIL) costs about what the second thread saves (measured on ViT).
 SHARD_MACS = 1 << 24
-#: Least elements per element-wise shard: below it a worker's hand-off costs about what it saves.
-SHARD_ELEMENTS = 1 << 16
+#: Least elements per element-wise shard: below it a worker's hand-off (and the GIL between the
+#: passes) costs about what it saves (64K made BERT's and ViT's Gelu slower on two threads).
+SHARD_ELEMENTS = 1 << 17
 #: Element-wise shards start at multiples of this many elements (4 KB of float32), so that each
 #: ufunc call sees the same memory alignment as on one thread.
 SHARD_ALIGN = 1 << 10
