@@ -167,8 +167,11 @@ def bench(entry: Entry, exporter: str, args: argparse.Namespace) -> dict[str, An
         result["creation"], session, reference = creation_times(path, max(1, args.creation_rounds))
         result["max_abs_diff"] = largest_difference(session.run(None, feeds), reference.run(None, feeds))
         result["timings"] = {}
+        one_thread = session, reference
         for threads in args.thread_settings:
-            if threads != 1:
+            if threads == 1:  # the creation's sessions, whatever setting ran before
+                session, reference = one_thread
+            else:
                 session, reference = onnxmux_session(path, threads), onnxruntime_session(path, threads, quiet=True)
             times = interleaved_times(runtime_runners(session, reference, feeds), args.warmup, args.rounds)
             timing: dict[str, Any] = {}

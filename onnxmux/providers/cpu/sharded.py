@@ -1,17 +1,22 @@
-"""Matrix products split across a session's intra-op threads.
+"""Matrix products and large element-wise work split across a session's intra-op threads.
 
 numpy's BLAS pool is held at one thread while a session runs (``core/threads.py``); a large
 product is instead cut into shards along its longer output axis, each a one-thread BLAS call on
 slices of the operands writing into its slice of the result, and the shards are run by the
 calling thread and the session's workers (numpy releases the GIL inside BLAS). Small products,
 other array modules (CuPy) and non-BLAS dtypes go straight to ``xp.matmul``.
+
+Element-wise kernels (Gelu, a fused activation) hand their work to ``chunks`` as a function of an
+element range; numpy releases the GIL inside ufunc loops, so large ranges run in parallel, and
+as every element is computed by the same ufunc calls on the same aligned slices, the results are
+the same bits as on one thread.
 """
 
 from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,6 +25,12 @@ from onnxmux.core import threads
 #: Least multiply-adds per shard (about 0.25 ms on one core): below it the hand-off between
 #: threads (a worker's wake-up, the GIL) costs about what the second thread saves (measured on ViT).
 SHARD_MACS = 1 << 24
+#: Least elements per element-wise shard: below it a worker's hand-off (and the GIL between the
+#: passes) costs about what it saves (64K made BERT's and ViT's Gelu slower on two threads).
+SHARD_ELEMENTS = 1 << 17
+#: Element-wise shards start at multiples of this many elements (4 KB of float32), so that each
+#: ufunc call sees the same memory alignment as on one thread.
+SHARD_ALIGN = 1 << 10
 #: Shards per thread: more than one, so that a thread the OS runs late leaves work to the others.
 SHARDS_PER_THREAD = 2
 
@@ -45,6 +56,39 @@ def matmul(xp: Any, a: Any, b: Any) -> Any:
         shards = [partial(np.matmul, a, b[..., s:e], out=out[..., s:e]) for s, e in zip(edges, edges[1:])]
     pool.run_shards(shards)
     return out
+
+
+def chunks(xp: Any, size: int, work: Callable[[int, int], Any], align: int = SHARD_ALIGN) -> None:
+    """``work(start, end)`` over ``range(size)`` element ranges: once over all of it, or, inside a
+    session with several threads and ``size`` large, over shards starting at multiples of
+    ``align`` and at least ``SHARD_ELEMENTS`` long, run by the calling thread and the session's workers."""
+    count = _shard_count(xp, size, align)
+    if count < 2:
+        work(0, size)
+        return
+    edges = sorted({min(size, round(i * size / count / align) * align) for i in range(count)} | {size})
+    threads.current().run_shards([partial(work, s, e) for s, e in zip(edges, edges[1:]) if e > s])  # type: ignore[union-attr]
+
+
+def in_place(xp: Any, y: Any, apply: Callable[[Any], Any]) -> Any:
+    """``apply(y)`` for an element-wise ``apply`` that overwrites its argument, run over shards of
+    ``y``'s elements (``chunks``) when it is large and its elements lie contiguously in memory."""
+    if _shard_count(xp, y.size, SHARD_ALIGN) < 2:
+        return apply(y)
+    flat = xp.ravel(y, order="K")
+    if not xp.may_share_memory(flat, y):
+        return apply(y)  # strided: no flat view to cut
+    chunks(xp, flat.size, lambda start, end: apply(flat[start:end]))
+    return y
+
+
+def _shard_count(xp: Any, size: int, align: int) -> int:
+    """How many shards ``size`` elements of element-wise work take in the running session (under 2:
+    run it whole)."""
+    pool = threads.current()
+    if pool is None or xp is not np:
+        return 0
+    return min(pool.threads * SHARDS_PER_THREAD, size // max(align, SHARD_ELEMENTS))
 
 
 _BLAS = (np.dtype(np.float32), np.dtype(np.float64))

@@ -95,7 +95,7 @@ def activation(ctx: NodeContext, xp: Any) -> Callable[[Any], Any]:
         params = [float(p) for p in named if p is not None]
     if len(params) != count:
         raise ctx.error(f"activation '{name}' needs {count} activation_params, got {len(params)}")
-    return lambda y: apply(xp, y, params)
+    return lambda y: sharded.in_place(xp, y, lambda part: apply(xp, part, params))
 
 
 @op("FusedConv", 1, domain=DOMAIN)

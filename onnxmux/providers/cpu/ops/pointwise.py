@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from onnxmux.providers.cpu import sharded
+
 #: P's coefficients, constant term first: erf(x) ≈ tanh(x · Σ c_k x^(2k)) for |x| ≤ 4.
 _ERF_COEFFICIENTS = (
     1.1283798217773438,
@@ -86,6 +88,7 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
 
     Float32 runs in chunks of ``GELU_CHUNK`` elements, so that the dozen passes over each chunk
     and its two temporaries stay in cache; the result is written into the output buffer directly.
+    Large arrays are shared between the session's threads in whole chunks (``sharded.chunks``).
     """
     work = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float32)
     if work != np.float32:
@@ -93,9 +96,13 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
     x = xp.ascontiguousarray(x, dtype=work)
     out = xp.empty(x.shape, work)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    for start in range(0, flat_x.size, GELU_CHUNK):
-        end = start + GELU_CHUNK
-        _gelu_into(xp, flat_x[start:end], flat_out[start:end], approximate)
+
+    def span(first: int, last: int) -> None:
+        for start in range(first, last, GELU_CHUNK):
+            end = min(start + GELU_CHUNK, last)
+            _gelu_into(xp, flat_x[start:end], flat_out[start:end], approximate)
+
+    sharded.chunks(xp, flat_x.size, span, GELU_CHUNK)
     return out
 
 
@@ -103,18 +110,23 @@ def gelu_inplace(xp: Any, x: Any, approximate: str) -> Any:
     """``gelu`` written over ``x`` (a C-contiguous float32 or float64 array), chunk by chunk: each
     chunk's gate computed in a small buffer, then multiplied in; the same values as ``gelu``."""
     flat = x.reshape(-1)
-    gates = xp.empty(min(GELU_CHUNK, flat.size), x.dtype)
     half = x.dtype.type(0.5)
-    for start in range(0, flat.size, GELU_CHUNK):
-        chunk = flat[start : start + GELU_CHUNK]
-        gate = _gelu_gate(xp, chunk, gates[: chunk.size], approximate)
-        chunk *= gate
-        chunk *= half
+
+    def span(first: int, last: int) -> None:
+        gates = xp.empty(min(GELU_CHUNK, last - first), x.dtype)
+        for start in range(first, last, GELU_CHUNK):
+            chunk = flat[start : min(start + GELU_CHUNK, last)]
+            gate = _gelu_gate(xp, chunk, gates[: chunk.size], approximate)
+            chunk *= gate
+            chunk *= half
+
+    sharded.chunks(xp, flat.size, span, GELU_CHUNK)
     return x
 
 
 #: Elements per chunk of a float32 Gelu: its three buffers take 768 KB, within a 1 MB L2 cache; fewer
-#: chunks than at 32K elements cut the per-call cost of its dozen ufunc passes (about 10% on BERT's Gelu).
+#: chunks than at 32K elements cut the per-call cost of its dozen ufunc passes (about 10% on BERT's
+#: Gelu), and on several threads each ufunc call is long enough for the others to get the GIL.
 GELU_CHUNK = 1 << 16
 #: Gelu's erf(x/√2) as tanh(x · P'(x²)): P's coefficients with the 1/√2 folded in, so x need not be scaled.
 _GELU_ERF_COEFFICIENTS = tuple(c * _ROOT_HALF * 0.5**k for k, c in enumerate(_ERF_COEFFICIENTS))
