@@ -273,3 +273,15 @@ def test_trailing_mean_matches_numpy(shape, axes, keepdims, dtype) -> None:
     expected = x.astype(np.float64).mean(axis=axes, keepdims=keepdims) if axes else x
     assert y.dtype == dtype and y.shape == expected.shape and not np.shares_memory(y, x)
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_mean_of_a_scalar_is_the_scalar(keepdims) -> None:
+    """A 0-d input reduces over no axes: its mean is itself (the trailing-axes path must allow it)."""
+    node = helper.make_node("ReduceMean", ["x"], ["y"], keepdims=keepdims)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    y = onnxmux.InferenceSession(model.SerializeToString()).run(None, {"x": np.array(3.5, np.float32)})[0]
+    assert y.shape == () and y == np.float32(3.5)

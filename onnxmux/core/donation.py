@@ -166,13 +166,13 @@ def ufunc_into(ufunc: np.ufunc, index: int) -> Callable[..., Any]:
 
 def fits(target: np.ndarray, *operands: Any) -> bool:
     """Whether ``target`` has the broadcast shape of the (array) operands, ``target`` among them."""
-    shapes = [o.shape for o in operands if o is not None]
-    if all(s == target.shape for s in shapes):
-        return True
-    try:
-        return np.broadcast_shapes(*shapes) == target.shape
-    except ValueError:
-        return False
+    return all(broadcasts_within(o.shape, target.shape) for o in operands if o is not None)
+
+
+def broadcasts_within(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` without widening it (a tuple check,
+    cheaper than ``numpy.broadcast_shapes`` on the per-run path)."""
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
 
 
 def donating(run: Callable[..., Any], write: Callable[[Any], Any], accepts: Callable[[Any], bool]) -> Callable[..., Any]:

@@ -80,7 +80,7 @@ class IntraOpThreads:
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with BLAS at one thread and this session's threads current in this thread."""
-        previous_pool = getattr(_current, "threads", None)
+        previous_pool = current()
         _current.threads = self if self.threads > 1 else None
         libraries = _blas_libraries()
         previous = [get() for get, _ in libraries]

@@ -31,6 +31,8 @@ SHARD_ELEMENTS = 1 << 17
 #: Element-wise shards start at multiples of this many elements (4 KB of float32), so that each
 #: ufunc call sees the same memory alignment as on one thread.
 SHARD_ALIGN = 1 << 10
+#: The dtypes BLAS computes in directly.
+BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: Shards per thread: more than one, so that a thread the OS runs late leaves work to the others.
 SHARDS_PER_THREAD = 2
 
@@ -38,7 +40,7 @@ SHARDS_PER_THREAD = 2
 def matmul(xp: Any, a: Any, b: Any) -> Any:
     """``xp.matmul(a, b)``, sharded across the running session's threads when it is large."""
     pool = threads.current()
-    if pool is None or xp is not np or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.dtype not in _BLAS:
+    if pool is None or xp is not np or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.dtype not in BLAS_FLOATS:
         return xp.matmul(a, b)
     (m, k), n = a.shape[-2:], b.shape[-1]
     try:
@@ -90,5 +92,3 @@ def _shard_count(xp: Any, size: int, align: int) -> int:
         return 0
     return min(pool.threads * SHARDS_PER_THREAD, size // max(align, SHARD_ELEMENTS))
 
-
-_BLAS = (np.dtype(np.float32), np.dtype(np.float64))

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.core.donation import donating, fits, full_float, owned
 from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.ops.conv import conv
 from onnxmux.providers.cpu.ops.normalization import layer_normalization, rms_normalization
-from onnxmux.core.donation import donating, fits, full_float, owned
 from onnxmux.providers.cpu.ops.pointwise import gelu as gelu_values, gelu_inplace, hard_swish_inplace, sigmoid_inplace, swish_inplace
 from onnxmux.providers.cpu.registry import op
 

@@ -9,8 +9,8 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext
-from onnxmux.core.donation import owned
-from onnxmux.providers.cpu.ops.reduce import float_dtype
+from onnxmux.core.donation import broadcasts_within, owned
+from onnxmux.providers.cpu.ops.reduce import by_rows, float_dtype
 from onnxmux.providers.cpu.registry import op
 
 
@@ -50,21 +50,12 @@ def standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple
 def rms_standardize(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any]:
     """``x / sqrt(mean(x^2) + epsilon)`` over ``axes``, with that inverse root mean square."""
     axes = tuple(a % x.ndim for a in axes)
-    if _by_rows(x, axes):
+    if by_rows(x, axes):
         rows = x.reshape(-1, math.prod(x.shape[axes[0] :]))
         inv_rms = _inverse_root(xp, _row_dots(xp, rows), rows.shape[1], epsilon)
         return (rows * inv_rms).reshape(x.shape), inv_rms.reshape(_kept_shape(x.shape, axes))
     inv_rms = 1 / xp.sqrt(xp.mean(x * x, axis=axes, keepdims=True) + epsilon)
     return x * inv_rms, inv_rms
-
-
-def _by_rows(x: Any, axes: tuple[int, ...]) -> bool:
-    """Whether normalizing over ``axes`` can run on ``x`` flattened to rows: the axes are the trailing
-    ones, the array is not empty and its dtype is one BLAS reduces (the row sums are matrix products)."""
-    return x.size > 0 and x.dtype in _BLAS_FLOATS and axes == tuple(range(axes[0], x.ndim))
-
-
-_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
@@ -241,7 +232,7 @@ def layer_normalization(ctx: NodeContext, xp: Any):
         # into: x is a dying input of the stash dtype, overwritten by the result (donation.py)
         axes = trailing_axes(x.ndim, axis)
         xs = x.astype(stash, copy=False)
-        if _by_rows(xs, axes):
+        if by_rows(xs, axes):
             y, mean, inv_std = _centered_rows(xp, xs, axes, epsilon, into)
             kept = _kept_shape(x.shape, axes)
             y, mean, inv_std = y.reshape(x.shape), mean.reshape(kept), inv_std.reshape(kept)
@@ -254,7 +245,7 @@ def layer_normalization(ctx: NodeContext, xp: Any):
         for param, apply in ((scale, xp.multiply), (bias, xp.add)):
             if param is None:
                 continue
-            if _broadcasts_within(param.shape, y.shape):
+            if broadcasts_within(param.shape, y.shape):
                 apply(y, param, out=y, casting="unsafe")
             else:
                 y = apply(y, param)
@@ -270,12 +261,6 @@ def layer_normalization(ctx: NodeContext, xp: Any):
     return run
 
 
-def _broadcasts_within(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
-    """Whether an array of ``shape`` broadcasts to ``target`` without widening it (a tuple check,
-    cheaper than ``broadcast_shapes`` on the per-run path)."""
-    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
-
-
 @op("RMSNormalization", 23)
 def rms_normalization(ctx: NodeContext, xp: Any):
     """Divide by the root mean square over the axes from ``axis`` on, then scale; also that
@@ -288,7 +273,7 @@ def rms_normalization(ctx: NodeContext, xp: Any):
         axes = trailing_axes(x.ndim, axis)
         normalized, inv_rms = rms_standardize(xp, x.astype(stash, copy=False), axes, epsilon)
         y = normalized.astype(x.dtype, copy=False)
-        if xp.broadcast_shapes(y.shape, scale.shape) == y.shape:
+        if broadcasts_within(scale.shape, y.shape):
             return xp.multiply(y, scale, out=y, casting="unsafe"), inv_rms  # y is rms_standardize's own buffer
         return (y * scale).astype(x.dtype, copy=False), inv_rms
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from onnxmux.core.context import NodeContext
 from onnxmux.providers.cpu.ops.conv import Layout, WindowAttrs, sliding_windows, window_attrs
-from onnxmux.providers.cpu.ops.reduce import float_dtype, trailing_mean
+from onnxmux.providers.cpu.ops.reduce import by_rows, float_dtype, trailing_mean
 from onnxmux.providers.cpu.registry import op
 
 
@@ -195,9 +195,10 @@ def global_average_pool(ctx: NodeContext, xp: Any):
     """Mean over all spatial axes, kept as size-1 axes."""
 
     def run(x):
-        if x.size and x.dtype in (np.float32, np.float64):
+        axes = _spatial_axes(x)
+        if by_rows(x, axes):
             return trailing_mean(xp, x, 2)
-        mean = xp.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=float_dtype(x.dtype))
+        mean = xp.mean(x, axis=axes, keepdims=True, dtype=float_dtype(x.dtype))
         return mean.astype(x.dtype)
 
     return run

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxmux.core.context import NodeContext
+from onnxmux.providers.cpu import sharded
 from onnxmux.providers.cpu.registry import op
 
 #: ``reduce(xp, x, axes, keepdims)``: the reduction of ``x`` over ``axes``, in the dtype of ``x``.
@@ -39,12 +40,16 @@ def _sum(xp: Any, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
 
 def _mean(xp: Any, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
     """Arithmetic mean."""
-    if x.size and x.dtype in _BLAS_FLOATS and axes == tuple(range(axes[0], x.ndim)):
-        return trailing_mean(xp, x, axes[0], keepdims)
+    if by_rows(x, axes):
+        return trailing_mean(xp, x, x.ndim - len(axes), keepdims)
     return xp.mean(x, axis=axes, keepdims=keepdims, dtype=float_dtype(x.dtype))
 
 
-_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+def by_rows(x: Any, axes: tuple[int, ...]) -> bool:
+    """Whether a reduction of ``x`` over the sorted ``axes`` can run on ``x`` flattened to rows, as
+    BLAS products: ``x`` is a non-empty float32/float64 array and ``axes`` are its trailing ones
+    (none for a 0-d array)."""
+    return x.size > 0 and x.dtype in sharded.BLAS_FLOATS and axes == tuple(range(x.ndim - len(axes), x.ndim))
 
 
 def trailing_mean(xp: Any, x: Any, first: int, keepdims: bool = True) -> Any:

@@ -48,13 +48,14 @@ def _erf_into(xp: Any, x: Any) -> Any:
     return x
 
 
-def _unary(op_type: str, since: int, doc: str, make: Callable[[Any], Callable]) -> None:
-    """Register a kernel applying ``make(xp)`` element-wise (low-precision floats in float32)."""
+def _unary(
+    op_type: str, since: int, doc: str, make: Callable[[Any], Callable], into: Callable[[Any], Callable] | None = None
+) -> None:
+    """Register a kernel applying ``make(xp)`` element-wise (low-precision floats in float32);
+    ``into(xp)``, when given, computes it over a donated input (``in_float32``)."""
 
     def factory(ctx: Any, xp: Any) -> Callable:
-        if op_type == "Erf":
-            return in_float32(make(xp), lambda x: _erf_into(xp, x))
-        return in_float32(make(xp))
+        return in_float32(make(xp), None if into is None else into(xp))
 
     factory.__name__ = op_type.lower()
     factory.__doc__ = doc
@@ -72,7 +73,6 @@ _ELEMENTWISE: list[tuple[str, int, str, Callable[[Any], Callable]]] = [
     ("Ceil", 1, "Round up to an integer.", lambda xp: xp.ceil),
     ("Floor", 1, "Round down to an integer.", lambda xp: xp.floor),
     ("Round", 11, "Round to the nearest integer, halves to even.", lambda xp: xp.rint),
-    ("Erf", 9, "Gauss error function.", lambda xp: lambda x: erf(xp, x)),
     ("Sin", 7, "Sine.", lambda xp: xp.sin),
     ("Cos", 7, "Cosine.", lambda xp: xp.cos),
     ("Tan", 7, "Tangent.", lambda xp: xp.tan),
@@ -89,6 +89,7 @@ _ELEMENTWISE: list[tuple[str, int, str, Callable[[Any], Callable]]] = [
 
 for _spec in _ELEMENTWISE:
     _unary(*_spec)
+_unary("Erf", 9, "Gauss error function.", lambda xp: lambda x: erf(xp, x), lambda xp: lambda x: _erf_into(xp, x))
 
 
 @op("IsInf", 10)
