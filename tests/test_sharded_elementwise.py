@@ -114,3 +114,20 @@ def test_an_error_in_a_shard_propagates_and_the_pool_stays_usable() -> None:
         pool(sharded.chunks, np, 8 * sharded.SHARD_ELEMENTS, work)
     x = _values((SIZE,))
     assert pool(pointwise.gelu, np, x, "none").tobytes() == pointwise.gelu(np, x, "none").tobytes()
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_in_place_on_one_thread_goes_by_cache_sized_chunks(name) -> None:
+    apply, count = ACTIVATIONS[name]
+    params = {"Clip": [-1.0, 2.0]}.get(name, [0.3, 0.6][:count])
+    y = _values((3 * sharded.IN_PLACE_CHUNK + 777,))
+    expected = apply(np, y.copy(), params)
+    sizes = []
+
+    def recording(part):
+        sizes.append(part.size)
+        return apply(np, part, params)
+
+    result = sharded.in_place(np, y, recording)
+    assert result is y and y.tobytes() == expected.tobytes()
+    assert max(sizes) == sharded.IN_PLACE_CHUNK and sum(sizes) == y.size

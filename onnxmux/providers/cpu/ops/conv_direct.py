@@ -8,9 +8,11 @@ single row of work, so building the matrix is all the cost. Here:
   input is split into its stride phases (for stride s along an axis, the s interleaved
   sub-grids), each one contiguous array in which every kernel tap reads a contiguous run of
   positions at a fixed flat offset. The taps that read one phase lie on a regular grid of
-  offsets, so a single strided view (taps..., positions) holds all their reads, and one
-  ``einsum`` per phase multiplies them by their weights and sums them in one pass. Outputs
-  are computed on the phases' full row width and the extra columns cropped.
+  offsets, so a single strided view (taps..., positions) holds all their reads. On small
+  images one ``einsum`` per phase (channels last) multiplies them by their weights and sums
+  them in one pass; on larger ones the reads of a block of channels are copied into one
+  buffer and each channel's taps summed by a BLAS product. Outputs are computed on the
+  phases' full row width and the extra columns cropped.
 * 1x1 unpadded: the (strided) input already is the column matrix.
 """
 
@@ -28,8 +30,8 @@ from onnxmux.providers.cpu.ops.reduce import accumulation_dtype
 
 #: Length einsum's inner loop aims at when channels are last (weights repeated over rows).
 _INNER_ELEMENTS = 4096
-#: Output elements per block of channels when channels are first (two float32 blocks fit in L2).
-_BLOCK_ELEMENTS = 1 << 17
+#: Elements of the taps' reads copied per block of channels when channels are first (1 MB of float32).
+_BLOCK_ELEMENTS = 1 << 18
 #: Output positions per channel up to which the phases are laid out channels last; on larger
 #: images transposing the input and output costs more than the single-pass einsum saves
 #: (measured on MobileNetV3 and EfficientNet).
@@ -100,7 +102,7 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict
     Output channel m reads input channel m // k. Returns a new (N, C·k, out...) array in the
     input's accumulation dtype (float32 for narrower floats). On small images (or with more channels
     than positions) the phases are laid out channels last and einsum's inner loop runs along rows
-    of channels (their weights repeated to a long row); otherwise tap by tap along the positions.
+    of channels (their weights repeated to a long row); otherwise by a BLAS product per channel.
     ``kept``, a dict the caller keeps for weights that never change, holds their repeated rows.
     """
     work = accumulation_dtype(x.dtype)
@@ -113,17 +115,16 @@ def depthwise(xp: Any, x: Any, w: Any, layout: Any, bias: Any = None, kept: dict
     repeat = max(1, _INNER_ELEMENTS // m) if channels_last else 1
     geometry = _geometry(layout, repeat)
     weights = _weights(xp, w.astype(work, copy=False), layout, geometry, repeat if channels_last else 0, kept)
-    y = None
-    for group, taps in zip(geometry.groups, weights):
-        phase = _phase(xp, x, group.residue, layout, geometry.lengths, channels_last, work)
-        if channels_last:
-            term = _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, geometry.rows, repeat)
-        else:
-            term = _taps_one_by_one(xp, phase.reshape(n, m, -1), taps, group, geometry.rows)
-        y = term if y is None else xp.add(y, term, out=y)
+    phases = [_phase(xp, x, group.residue, layout, geometry.lengths, channels_last, work) for group in geometry.groups]
     if channels_last:
+        y = None
+        for group, taps, phase in zip(geometry.groups, weights, phases):
+            term = _taps_by_einsum(xp, phase.reshape(n, -1), taps, group, geometry.rows, repeat)
+            y = term if y is None else xp.add(y, term, out=y)
         y = xp.moveaxis(y.reshape(n, geometry.rows, m)[:, : geometry.size], -1, 1)
-    y = y[..., : geometry.size].reshape(n, m, layout.out[0], *geometry.lengths[1:])
+    else:
+        y = _taps_by_matmul(xp, [phase.reshape(n, m, -1) for phase in phases], weights[0], geometry)[..., : geometry.size]
+    y = y.reshape(n, m, layout.out[0], *geometry.lengths[1:])
     y = y[(..., *(slice(0, o) for o in layout.out[1:]))]
     if bias is None:
         return xp.ascontiguousarray(y)
@@ -141,6 +142,8 @@ def _weights(xp: Any, w: Any, layout: Any, geometry: _Geometry, repeat: int, kep
     groups = [weights[(slice(None), *group.kernel)] for group in geometry.groups]
     if repeat:
         groups = [_repeated_row(xp, taps, repeat) for taps in groups]
+    else:
+        groups = [xp.concatenate([taps.reshape(taps.shape[0], 1, -1) for taps in groups], axis=2)]
     if kept is not None:
         if len(kept) >= _KEPT_LAYOUTS:
             kept.clear()
@@ -196,27 +199,35 @@ def _taps_by_einsum(xp: Any, flat: Any, tiled: Any, group: _TapGroup, rows: int,
     return xp.einsum(f"n{axes}qr,{axes}r->nqr", reads, tiled)
 
 
-def _taps_one_by_one(xp: Any, flat: Any, taps: Any, group: _TapGroup, rows: int) -> Any:
-    """Channels first: Σ_taps weight · flat[..., offset : offset + rows] as (N, M, rows), two
-    passes per tap over blocks of channels that stay in cache; the inner loops run along the
-    positions (an einsum would loop along the short tap axis here)."""
-    n, m = flat.shape[:2]
-    y = xp.empty((n, m, rows), dtype=flat.dtype)
-    term = xp.empty_like(y)
-    block = max(1, _BLOCK_ELEMENTS // (n * rows))
-    shape = taps.shape[1:]
-    offsets = [group.start + sum(i * s for i, s in zip(index, group.steps)) for index in np.ndindex(*shape)]
-    weights = taps.reshape(m, -1)
-    for b in range(0, m, block):
-        y_block, term_block = y[:, b : b + block], term[:, b : b + block]
-        for k, offset in enumerate(offsets):
-            view, scale = flat[:, b : b + block, offset : offset + rows], weights[b : b + block, k, None]
-            if k == 0:
-                xp.multiply(view, scale, out=y_block)
-            else:
-                xp.multiply(view, scale, out=term_block)
-                y_block += term_block
-    return y
+def _taps_by_matmul(xp: Any, flats: list, weights: Any, geometry: _Geometry) -> Any:
+    """Channels first: for a block of channels at a time, every tap's read (from its phase in
+    ``flats``, each (N, M, flat positions)) is copied into one (channels, taps, rows) buffer
+    that stays in cache, then one stacked product multiplies each channel's (1, taps) row of
+    ``weights`` (M, 1, taps) with its (taps, rows) reads. The copy makes each product a plain
+    BLAS call, which runs at several times the speed of a multiply and an add per tap.
+    Returns (N, M, rows)."""
+    n, m = flats[0].shape[:2]
+    rows, dtype, item = geometry.rows, flats[0].dtype, flats[0].itemsize
+    taps = weights.shape[-1]
+    block = max(1, min(m, _BLOCK_ELEMENTS // (taps * rows)))
+    reads = xp.empty((block, taps, rows), dtype=dtype)
+    y = xp.empty((n, m, 1, rows), dtype=dtype)
+    for image in range(n):
+        for first in range(0, m, block):
+            last = min(m, first + block)
+            tap = 0
+            for flat, group in zip(flats, geometry.groups):
+                shape = tuple(len(range(k.start, k.stop, k.step)) for k in group.kernel)
+                size = math.prod(shape)
+                view = xp.lib.stride_tricks.as_strided(
+                    flat[image, first:last, group.start :],
+                    (last - first, *shape, rows),
+                    (flat.strides[1], *(step * item for step in group.steps), item),
+                )
+                reads[: last - first, tap : tap + size].reshape(last - first, *shape, rows)[...] = view
+                tap += size
+            xp.matmul(weights[first:last], reads[: last - first], out=y[image, first:last])
+    return y.reshape(n, m, rows)
 
 
 def pointwise(xp: Any, x: Any, w: Any, layout: Any) -> Any:
