@@ -134,3 +134,12 @@ def test_fused_gemm_with_gelu_takes_any_bias_shape() -> None:
         z = a.astype(np.float64) @ b + bias
         want = 0.5 * z * (1 + scipy.special.erf(z / np.sqrt(2)))
         np.testing.assert_allclose(session.run(None, {"a": a, "b": b, "c": bias})[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_with_an_all_zero_mask_matches_no_mask() -> None:
+    q, kt, v = qkv((2, 3), 10, 8)
+    got = fused.attend(np, q, kt, v, 0.35, np.zeros((2, 1, 1, 10), np.float32))
+    assert got.tobytes() == fused.attend(np, q, kt, v, 0.35).tobytes()
+    grown = fused.attend(np, q, kt, v, 0.35, np.zeros((4, 2, 3, 10, 10), np.float32))  # broadcasts the scores larger
+    assert grown.shape == (4, 2, 3, 10, 8)
+    np.testing.assert_allclose(grown, np.broadcast_to(reference_attention(q, kt, v, 0.35), grown.shape), rtol=1e-4, atol=1e-5)

@@ -191,7 +191,10 @@ def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> 
     lead = np.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
     scores_shape = lead + (q.shape[-2], kt.shape[-1])
     if mask is not None:
-        scores_shape = np.broadcast_shapes(scores_shape, mask.shape)
+        grown = np.broadcast_shapes(scores_shape, mask.shape)
+        if grown == scores_shape and mask.size <= _ZERO_MASK_CHECK and not mask.any():
+            mask = None  # nothing masked (a batch without padding): no pass to add zeros
+        scores_shape = grown
     if len(lead) == 0 or math.prod(scores_shape) <= _SLICE_SCORES or scores_shape[:-2] != lead:
         return _attend_slice(xp, q, kt, v, mask).astype(dtype, copy=False)
     out = xp.empty(lead + (q.shape[-2], v.shape[-1]), work)
@@ -204,6 +207,8 @@ def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> 
     return out.astype(dtype, copy=False)
 
 
+#: Masks of at most this many elements are checked for being all zeros (a microsecond or so).
+_ZERO_MASK_CHECK = 1 << 14
 #: Score tensors above this many elements (1 MB of float32) are computed slice by slice.
 _SLICE_SCORES = 1 << 18
 #: Largest score for which exp needs no shift: exp(60) times any row length stays finite.
