@@ -1,5 +1,6 @@
-"""Transformer patterns of older exports: the RMS norm fusion and attention whose mask broadcasts
-the scores. Each fused model is compared with the same model run unoptimized."""
+"""Transformer patterns of older exports: the RMS norm fusion, attention whose mask broadcasts
+the scores, and Gelu fused into the product (or convolution) before it. Each fused model is
+compared with the same model run unoptimized."""
 
 from __future__ import annotations
 
@@ -193,3 +194,19 @@ def test_biased_product_and_gelu_fuse_into_one_gemm(approximate: str, activation
     assert_same(got, run(model, feeds))
     reference = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(got[0], reference.run(None, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_conv_and_gelu_fuse_into_one_conv() -> None:
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Gelu", ["c"], ["y"])]
+    model = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 4, 6, 6])],
+        [tensor("w", randn(4, 3, 3, 3, scale=1.0)), tensor("b", randn(4, scale=1.0))],
+        opset=20,
+    )
+    fused = optimized(model, 99)
+    assert [n.op_type for n in fused.graph] == ["FusedConv"]
+    assert fused.graph.node(0).attributes["activation"].value == "Gelu"
+    feeds = {"x": randn(1, 3, 6, 6, scale=2.0)}
+    assert_same(run(fused, feeds), run(model, feeds))
