@@ -47,6 +47,15 @@ def test_sharded_gelu_gives_the_one_thread_bits(approximate) -> None:
     assert two.shards >= 4
 
 
+def test_sharded_gelu_with_a_bias_gives_the_one_thread_bits() -> None:
+    x = _values((SIZE // 1000, 1000))
+    bias = _values((1000,))
+    one, two = IntraOpThreads(1), CountingThreads()
+    expected = one(pointwise.gelu_inplace, np, x.copy(), "none", bias)
+    assert two(pointwise.gelu_inplace, np, x.copy(), "none", bias).tobytes() == expected.tobytes()
+    assert two.shards >= 2
+
+
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 def test_sharded_activation_gives_the_one_thread_bits(name, layout) -> None:

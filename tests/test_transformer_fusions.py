@@ -1,5 +1,6 @@
-"""Transformer patterns of older exports: the RMS norm fusion and attention whose mask broadcasts
-the scores. Each fused model is compared with the same model run unoptimized."""
+"""Transformer patterns of older exports: the RMS norm fusion, attention whose mask broadcasts
+the scores, and Gelu fused into the product (or convolution) before it. Each fused model is
+compared with the same model run unoptimized."""
 
 from __future__ import annotations
 
@@ -160,4 +161,52 @@ def test_attention_drops_a_constant_zero_mask() -> None:
     fused = optimized(model, 99)
     node = next(n for n in fused.graph if n.op_type == "FusedAttention")
     assert [n.op_type for n in fused.graph] == ["Transpose", "FusedAttention"] and len(node.inputs) == 3
+    assert_same(run(fused, feeds), run(model, feeds))
+
+
+def biased_gelu_model(approximate: str, bias_shape: tuple[int, ...]) -> object:
+    """Gelu(x @ W + b) with ONNX's Gelu (opset 20), x [2, 5, 6] and W [6, 10]."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["biased"]),
+        helper.make_node("Gelu", ["biased"], ["y"], approximate=approximate),
+    ]
+    return make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", FLOAT, [2, 5, 6])],
+        [helper.make_tensor_value_info("y", FLOAT, [2, 5, 10])],
+        [tensor("w", randn(6, 10, scale=1.0)), tensor("b", randn(*bias_shape, scale=1.0))],
+        opset=20,
+    )
+
+
+@pytest.mark.parametrize("approximate, activation", [("none", "Gelu"), ("tanh", "FastGelu")])
+@pytest.mark.parametrize("bias_shape", [(10,), (1, 10), (5, 10)], ids=["row", "row-2d", "per-position"])
+def test_biased_product_and_gelu_fuse_into_one_gemm(approximate: str, activation: str, bias_shape: tuple) -> None:
+    import onnxruntime
+
+    model = biased_gelu_model(approximate, bias_shape)
+    feeds = {"x": randn(2, 5, 6, scale=2.0)}
+    fused = optimized(model, 99)
+    assert [n.op_type for n in fused.graph] == ["FusedGemm"]
+    assert fused.graph.node(0).attributes["activation"].value == activation
+    got = run(fused, feeds)
+    assert_same(got, run(model, feeds))
+    reference = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got[0], reference.run(None, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_conv_and_gelu_fuse_into_one_conv() -> None:
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Gelu", ["c"], ["y"])]
+    model = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 4, 6, 6])],
+        [tensor("w", randn(4, 3, 3, 3, scale=1.0)), tensor("b", randn(4, scale=1.0))],
+        opset=20,
+    )
+    fused = optimized(model, 99)
+    assert [n.op_type for n in fused.graph] == ["FusedConv"]
+    assert fused.graph.node(0).attributes["activation"].value == "Gelu"
+    feeds = {"x": randn(1, 3, 6, 6, scale=2.0)}
     assert_same(run(fused, feeds), run(model, feeds))

@@ -108,3 +108,38 @@ def test_norms_by_rows_match_their_formulas(op_type, shape, axis) -> None:
     else:
         want = x64 / np.sqrt((x64**2).mean(axis=axes, keepdims=True) + 1e-5) * scale
     np.testing.assert_allclose(session.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("width", [1000, pointwise.GELU_CHUNK + 3])  # chunks of whole rows; a row over a chunk
+def test_gelu_with_its_bias_in_the_chunks_is_gelu_of_the_sum(approximate, width) -> None:
+    x = (RNG.standard_normal((2 * pointwise.GELU_CHUNK // width + 3, width)) * 3).astype(np.float32)
+    bias = RNG.standard_normal(width).astype(np.float32)
+    want = pointwise.gelu(np, x + bias, approximate)
+    got = pointwise.gelu_inplace(np, x, approximate, bias)
+    assert got is x and got.tobytes() == want.tobytes()
+
+
+def test_fused_gemm_with_gelu_takes_any_bias_shape() -> None:
+    a, b = RNG.standard_normal((3, 7, 5)).astype(np.float32), RNG.standard_normal((5, 4)).astype(np.float32)
+    for bias in (RNG.standard_normal(4), RNG.standard_normal((7, 4)), RNG.standard_normal((3, 1, 4))):
+        bias = bias.astype(np.float32)
+        node = helper.make_node("FusedGemm", ["a", "b", "c"], ["y"], domain="com.onnxmux", activation="Gelu")
+        graph = helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "abc"],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.onnxmux", 1)])
+        session = onnxmux.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        z = a.astype(np.float64) @ b + bias
+        want = 0.5 * z * (1 + scipy.special.erf(z / np.sqrt(2)))
+        np.testing.assert_allclose(session.run(None, {"a": a, "b": b, "c": bias})[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_with_an_all_zero_mask_matches_no_mask() -> None:
+    q, kt, v = qkv((2, 3), 10, 8)
+    got = fused.attend(np, q, kt, v, 0.35, np.zeros((2, 1, 1, 10), np.float32))
+    assert got.tobytes() == fused.attend(np, q, kt, v, 0.35).tobytes()
+    grown = fused.attend(np, q, kt, v, 0.35, np.zeros((4, 2, 3, 10, 10), np.float32))  # broadcasts the scores larger
+    assert grown.shape == (4, 2, 3, 10, 8)
+    np.testing.assert_allclose(grown, np.broadcast_to(reference_attention(q, kt, v, 0.35), grown.shape), rtol=1e-4, atol=1e-5)

@@ -1,7 +1,7 @@
 """The CPU provider's level-99 (ORT_ENABLE_ALL) fusions, run on the nodes assigned to it.
 
 Conv [+ Add of a same-shaped tensor] [+ activation, SiLU's Mul(x, Sigmoid(x)) included] becomes a com.onnxmux FusedConv,
-Gemm or MatMul [+ Add of a constant bias] [+ activation] a com.onnxmux FusedGemm, and the
+Gemm or MatMul [+ Add of a constant bias] [+ activation, Gelu included] a com.onnxmux FusedGemm, and the
 attention core MatMul(Q, Kᵀ) [/ or * scale] [+ mask] -> Softmax -> MatMul(·, V) a com.onnxmux
 FusedAttention. The fused kernels apply the additions, activations and softmax in place on the
 product they just computed, saving full-size temporaries and dispatches. A pattern is fused
@@ -95,6 +95,8 @@ def _next(value: ir.Value, mine: set[ir.Node]) -> ir.Node | None:
 
 def _activation(node: ir.Node | None) -> tuple[str, list[float]] | None:
     """(name, params) when ``node`` is an activation the fused kernels apply."""
+    if _is_gelu(node):
+        return ("FastGelu" if attr(node, "approximate", "none") == "tanh" else "Gelu"), []
     if node is None or not is_op(node, *ACTIVATION_PARAMS):
         return None
     params = ACTIVATION_PARAMS[node.op_type](node)
@@ -129,6 +131,12 @@ def _with_activation(graph: ir.Graph, tail: ir.Node, mine: set[ir.Node]) -> tupl
         act = ("Swish", [1.0])
     name, params = act
     return nodes, [ir.AttrString("activation", name), ir.AttrFloat32s("activation_params", params)]
+
+
+def _is_gelu(node: ir.Node | None) -> bool:
+    """Whether ``node`` is a one-input Gelu, ONNX's (opset 20) or onnxmux's (the optimizer's, for older opsets)."""
+    gelu = is_op(node, "Gelu") or is_op(node, "Gelu", domain=ONNXMUX_DOMAIN)
+    return gelu and len(node.inputs) == 1 and attr(node, "approximate", "none") in ("none", "tanh")
 
 
 def _silu(value: ir.Value, mine: set[ir.Node]) -> list[ir.Node] | None:

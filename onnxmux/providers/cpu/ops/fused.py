@@ -68,6 +68,20 @@ def _hard_sigmoid(xp: Any, y: Any, params: list[float]) -> Any:
     return xp.clip(y, 0, 1, out=y)
 
 
+#: The Gelu activations (erf form, tanh approximation) and their ``approximate`` attribute.
+GELU_ACTIVATIONS = {"Gelu": "none", "FastGelu": "tanh"}
+
+
+def _gelu(approximate: str) -> Activation:
+    def apply(xp: Any, y: Any, params: list[float]) -> Any:
+        if y.flags.c_contiguous and full_float(y):
+            return gelu_inplace(xp, y, approximate)
+        y[...] = gelu_values(xp, y, approximate)  # a strided view: computed aside, then copied in
+        return y
+
+    return apply
+
+
 #: Activation name -> (in-place function, number of activation_params it needs).
 ACTIVATIONS: dict[str, tuple[Activation, int]] = {
     "Relu": (_relu, 0),
@@ -78,6 +92,7 @@ ACTIVATIONS: dict[str, tuple[Activation, int]] = {
     "HardSigmoid": (_hard_sigmoid, 2),
     "HardSwish": (_hard_swish, 0),
     "Swish": (_swish, 1),
+    **{name: (_gelu(approximate), 0) for name, approximate in GELU_ACTIVATIONS.items()},
 }
 
 
@@ -121,12 +136,15 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
 
 @op("FusedGemm", 1, domain=DOMAIN)
 def fused_gemm(ctx: NodeContext, xp: Any):
-    """``act(alpha * op(A) @ op(B) + beta * C)``; above 2-D, MatMul broadcasting (no transposes)."""
+    """``act(alpha * op(A) @ op(B) + beta * C)``; above 2-D, MatMul broadcasting (no transposes).
+
+    With a Gelu activation and a bias row C, the bias is added inside Gelu's chunks (one pass fewer)."""
     alpha = ctx.attr("alpha", 1.0)
     beta = ctx.attr("beta", 1.0)
     trans_a = ctx.attr("transA", 0)
     trans_b = ctx.attr("transB", 0)
     act = activation(ctx, xp)
+    gelu_form = GELU_ACTIVATIONS.get(ctx.attr("activation", ""))
 
     def run(a, b, c=None):
         if a.ndim == 2 and b.ndim == 2:
@@ -137,11 +155,20 @@ def fused_gemm(ctx: NodeContext, xp: Any):
         y = sharded.matmul(xp, a.astype(work, copy=False), b.astype(work, copy=False))
         if alpha != 1:
             y *= alpha
+        if gelu_form is not None and beta == 1 and _is_bias_row(c, y) and y.flags.c_contiguous:
+            return gelu_inplace(xp, y, gelu_form, c.reshape(-1)).astype(a.dtype, copy=False)
         if c is not None and beta != 0:
             y += c * beta if beta != 1 else c
         return act(y).astype(a.dtype, copy=False)
 
     return run
+
+
+def _is_bias_row(c: Any, y: Any) -> bool:
+    """Whether ``c`` holds one value per column of ``y`` (a float32/float64 array of c's dtype)."""
+    if c is None or c.dtype != y.dtype or not full_float(y) or c.ndim > y.ndim or y.size == 0:
+        return False
+    return c.size == y.shape[-1] and c.shape[-1] == y.shape[-1]
 
 
 @op("FusedAttention", 1, domain=DOMAIN)
@@ -164,7 +191,10 @@ def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> 
     lead = np.broadcast_shapes(q.shape[:-2], kt.shape[:-2], v.shape[:-2])
     scores_shape = lead + (q.shape[-2], kt.shape[-1])
     if mask is not None:
-        scores_shape = np.broadcast_shapes(scores_shape, mask.shape)
+        grown = np.broadcast_shapes(scores_shape, mask.shape)
+        if grown == scores_shape and mask.size <= _ZERO_MASK_CHECK and not mask.any():
+            mask = None  # nothing masked (a batch without padding): no pass to add zeros
+        scores_shape = grown
     if len(lead) == 0 or math.prod(scores_shape) <= _SLICE_SCORES or scores_shape[:-2] != lead:
         return _attend_slice(xp, q, kt, v, mask).astype(dtype, copy=False)
     out = xp.empty(lead + (q.shape[-2], v.shape[-1]), work)
@@ -177,6 +207,8 @@ def attend(xp: Any, q: Any, kt: Any, v: Any, scale: float, mask: Any = None) -> 
     return out.astype(dtype, copy=False)
 
 
+#: Masks of at most this many elements are checked for being all zeros (a microsecond or so).
+_ZERO_MASK_CHECK = 1 << 14
 #: Score tensors above this many elements (1 MB of float32) are computed slice by slice.
 _SLICE_SCORES = 1 << 18
 #: Largest score for which exp needs no shift: exp(60) times any row length stays finite.
@@ -250,6 +282,8 @@ def biased_gelu(xp: Any, tanh: bool) -> Callable[..., Any]:
     def variant(x: Any, bias: Any = None) -> Any:
         if not owned(x) or not full_float(x) or (bias is not None and (bias.dtype != x.dtype or not fits(x, x, bias))):
             return run(x, bias)
+        if _is_bias_row(bias, x):
+            return gelu_inplace(xp, x, approximate, bias.reshape(-1))
         if bias is not None:
             xp.add(x, bias, out=x)
         return gelu_inplace(xp, x, approximate)

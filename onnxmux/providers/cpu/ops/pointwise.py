@@ -87,7 +87,7 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
     """x·Φ(x) as a new array in at least float32: ``"none"`` with erf, ``"tanh"`` by its approximation.
 
     Float32 runs in chunks of ``GELU_CHUNK`` elements, so that the dozen passes over each chunk
-    and its two temporaries stay in cache; the result is written into the output buffer directly.
+    and its temporary stay in cache; the result is written into the output buffer directly.
     Large arrays are shared between the session's threads in whole chunks (``sharded.chunks``).
     """
     work = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float32)
@@ -106,21 +106,31 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
     return out
 
 
-def gelu_inplace(xp: Any, x: Any, approximate: str) -> Any:
+def gelu_inplace(xp: Any, x: Any, approximate: str, bias: Any = None) -> Any:
     """``gelu`` written over ``x`` (a C-contiguous float32 or float64 array), chunk by chunk: each
-    chunk's gate computed in a small buffer, then multiplied in; the same values as ``gelu``."""
-    flat = x.reshape(-1)
-    half = x.dtype.type(0.5)
+    chunk's gate computed in a small buffer, then multiplied in; the same values as ``gelu``.
 
-    def span(first: int, last: int) -> None:
-        gates = xp.empty(min(GELU_CHUNK, last - first), x.dtype)
-        for start in range(first, last, GELU_CHUNK):
-            chunk = flat[start : min(start + GELU_CHUNK, last)]
+    With ``bias`` (a vector of x's last dimension, of x's dtype) it is gelu(x + bias): the chunks
+    are then whole rows, each row block gets the bias added while it is in cache, so a biased
+    product's output needs no separate pass for its bias.
+    """
+    half = x.dtype.type(0.5)
+    width = 1 if bias is None else bias.size
+    rows = x.reshape(-1, width)
+    step = max(1, GELU_CHUNK // width) * width  # elements per chunk: whole rows
+
+    def span(first: int, last: int) -> None:  # element offsets, multiples of step but the end
+        gates = xp.empty(min(step, last - first), x.dtype)
+        for start in range(first, last, step):
+            block = rows[start // width : min(start + step, last) // width]
+            if bias is not None:
+                block += bias
+            chunk = block.reshape(-1)
             gate = _gelu_gate(xp, chunk, gates[: chunk.size], approximate)
             chunk *= gate
             chunk *= half
 
-    sharded.chunks(xp, flat.size, span, GELU_CHUNK)
+    sharded.chunks(xp, rows.size, span, step)
     return x
 
 
@@ -146,13 +156,14 @@ def _gelu_gate(xp: Any, x: Any, out: Any, approximate: str) -> Any:
     if approximate == "none" and out.dtype == np.float32:
         # No clipping as erf needs: P' is positive everywhere and x·P'(x²) >= 9.8 from the end of
         # the fitted range (|x| = 4√2) on, where tanh is 1 in float32, so the tail comes out exact.
+        # The polynomial is evaluated in ``out`` itself: passes in place, one temporary (5-10% faster).
         square = xp.multiply(x, x, dtype=work)
-        poly = xp.multiply(square, work(_GELU_ERF_COEFFICIENTS[-1]))
+        xp.multiply(square, work(_GELU_ERF_COEFFICIENTS[-1]), out=out)
         for c in _GELU_ERF_COEFFICIENTS[-2:0:-1]:
-            poly += work(c)
-            poly *= square
-        poly += work(_GELU_ERF_COEFFICIENTS[0])
-        xp.multiply(x, poly, out=out)
+            out += work(c)
+            out *= square
+        out += work(_GELU_ERF_COEFFICIENTS[0])
+        out *= x
         xp.tanh(out, out=out)
     elif approximate == "none":
         xp.multiply(x, work(_ROOT_HALF), out=out)

@@ -10,6 +10,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+GELU_EXPR = {
+    "none": "0.5f * v * (1.f + erff(v * 0.70710678118654752f))",
+    "tanh": "0.5f * v * (1.f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)))",
+}
+
 #: Activation name -> C expression of ``v`` (a float) with parameters ``a`` and ``b``, as in
 #: the com.onnxmux fused ops (``activation``/``activation_params``).
 ACTIVATION_EXPR = {
@@ -20,11 +25,8 @@ ACTIVATION_EXPR = {
     "Tanh": "tanhf(v)",
     "Clip": "fminf(fmaxf(v, a), b)",
     "HardSigmoid": "fminf(fmaxf(v * a + b, 0.f), 1.f)",
-}
-
-GELU_EXPR = {
-    "none": "0.5f * v * (1.f + erff(v * 0.70710678118654752f))",
-    "tanh": "0.5f * v * (1.f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)))",
+    "Gelu": GELU_EXPR["none"],
+    "FastGelu": GELU_EXPR["tanh"],
 }
 
 
