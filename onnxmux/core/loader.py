@@ -43,7 +43,7 @@ class LoadedModel:
     """A model ready for optimization and partitioning."""
 
     model: ir.Model
-    #: The parsed model, for its metadata; its long list attributes and node outputs' value infos
+    #: The parsed model, for its metadata; its long list attributes and plain value infos
     #: are only on ``model`` (bulk_attrs.py, value_infos.py).
     proto: onnx.ModelProto
     #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
@@ -89,12 +89,12 @@ def load(
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
     long_lists += bulk_attrs.detach_long_lists(proto.graph)
-    output_infos = value_infos.take_node_output_infos(proto.graph)
+    plain_infos = value_infos.take_plain_infos(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
-    value_infos.give_node_output_infos(model.graph, output_infos)
+    value_infos.give_plain_infos(model.graph, plain_infos)
     bulk_attrs.attach_long_lists(model.graph, long_lists)
     if base_dir is not None and external_tensors:
         _set_base_dir(model.graph, base_dir, external_tensors)

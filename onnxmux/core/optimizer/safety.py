@@ -88,11 +88,12 @@ class Snapshot:
     or modify a tensor in place). User rules, which may do anything, get a full clone instead.
     """
 
-    def __init__(self, graph: ir.Graph) -> None:
+    def __init__(self, graph: ir.Graph, bodies: list[ir.Graph] | None = None) -> None:
+        """Record ``graph`` and its subgraphs (``bodies``, found when None)."""
         self.graphs = []
         self.nodes: dict[ir.Node, tuple[tuple, dict]] = {}
         self.values: dict[ir.Value, tuple] = {}
-        for g in [graph, *subgraphs(graph)]:
+        for g in [graph, *(subgraphs(graph) if bodies is None else bodies)]:
             nodes = list(g)
             self.graphs.append((g, nodes, list(g.inputs), list(g.outputs), list(g.initializers.values())))
             for value in itertools.chain(g.inputs, g.initializers.values()):
