@@ -39,6 +39,8 @@ class GraphCompiler:
         self.failures = FailureRule(self.config)
         self.partitioner = Partitioner(providers, opsets, rewrite, self.failures, policy_of(self.config), self.type_of)
         self.declared_types = dict(declared_types or {})
+        #: Each value's TypeInfo, found once (producers and readers ask for the same values).
+        self._types: dict[ir.Value, TypeInfo] = {}
         self.transfers = {p.device: p.data_transfer for p in providers if p.data_transfer is not None}
         #: The provider owning each device other than the host (copies to and from it are its work).
         self.device_owner = {p.device: p.name for p in reversed(self.providers) if p.device != HOST}
@@ -50,7 +52,10 @@ class GraphCompiler:
         """The static type of a value (None for an absent optional one)."""
         if value is None or not value.name:
             return None
-        return self.declared_types.get(value.name) or type_info(value)
+        found = self._types.get(value)
+        if found is None:
+            found = self._types[value] = self.declared_types.get(value.name) or type_info(value)
+        return found
 
     def compile_model(self, graph: ir.Graph) -> Plan:
         """The Plan of the top-level graph; also records its ExecutionPlan."""
@@ -96,7 +101,7 @@ class _PlanBuilder:
         for value in graph.initializers.values():
             self.constants[value] = tensor_to_numpy(value.const_value)
             self._place(value, HOST)
-        self.implicit = {node: free_values_of_node(node) for node in graph}
+        self.implicit: dict[ir.Node, list[ir.Value]] = {}
         self.contexts: dict[ir.Node, NodeContext] = {}
         self.device_of: dict[ir.Node, str] = {}
         self._check_order()
@@ -107,9 +112,11 @@ class _PlanBuilder:
         return slot
 
     def _check_order(self) -> None:
+        """Find each node's implicit inputs, and refuse a node that reads a value defined later."""
         defined = set(self.table.slots)
         for node in self.graph:
-            for value in list(node.inputs) + self.implicit[node]:
+            implicit = self.implicit[node] = free_values_of_node(node)
+            for value in [*node.inputs, *implicit]:
                 if value is not None and value.name and value not in defined:
                     raise InvalidGraph(
                         f"node '{node.name}' ({node.op_type}): input '{value.name}' is not a graph input, "

@@ -363,12 +363,13 @@ def _sort(graph: onnx.GraphProto) -> None:
 # -- types --------------------------------------------------------------------------------
 def type_name(type_proto: onnx.TypeProto) -> str | None:
     """``tensor(float)`` for a tensor type with a known element type; None otherwise."""
-    if type_proto.WhichOneof("value") != "tensor_type" or not type_proto.tensor_type.elem_type:
+    if type_proto.WhichOneof("value") != "tensor_type":
         return None
-    elem = type_proto.tensor_type.elem_type
-    if elem not in _DATA_TYPES:
-        return None
-    return f"tensor({TensorProto.DataType.Name(elem).lower()})"
+    return _TENSOR_NAMES.get(type_proto.tensor_type.elem_type)
+
+
+#: ``tensor(float)`` and the like by element type number (UNDEFINED has none).
+_TENSOR_NAMES = {t: f"tensor({TensorProto.DataType.Name(t).lower()})" for t in _DATA_TYPES if t != TensorProto.UNDEFINED}
 
 
 def check_type_parameters(proto: onnx.ModelProto) -> None:
@@ -385,8 +386,9 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
         if name is not None:
             types[info.name] = name
     for tensor in graph.initializer:
-        if tensor.data_type in _DATA_TYPES and tensor.data_type:
-            types[tensor.name] = f"tensor({TensorProto.DataType.Name(tensor.data_type).lower()})"
+        name = _TENSOR_NAMES.get(tensor.data_type)
+        if name is not None:
+            types[tensor.name] = name
     for node in graph.node:
         signature = (node.op_type, node.domain, *[types.get(name) for name in node.input])
         if signature not in passed:

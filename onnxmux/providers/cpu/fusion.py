@@ -69,9 +69,11 @@ def fuse(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
     the ones they absorbed.
     """
     mine = {node for node in nodes if node.graph is graph}
-    reserve_names(graph)
-    for node in list(graph):
-        if node not in mine:  # another provider's, or absorbed by an earlier fusion
+    starts = [node for node in graph if node.op_type in _STARTS and node in mine]
+    if starts:
+        reserve_names(graph)
+    for node in starts:
+        if node not in mine:  # absorbed by an earlier fusion
             continue
         if is_op(node, "Conv"):
             fused = _fuse_conv(graph, node, mine)
@@ -85,6 +87,10 @@ def fuse(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
             mine.add(fused)
     elsewhere = [n for n in nodes if n.graph is not None and n.graph is not graph]
     return [node for node in graph if node in mine] + elsewhere
+
+
+#: The op types a fusion starts at.
+_STARTS = frozenset({"Conv", "Softmax", "Gemm", "MatMul"})
 
 
 def _next(value: ir.Value, mine: set[ir.Node]) -> ir.Node | None:
