@@ -17,7 +17,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core import bulk_attrs, contrib_schemas, validation, value_infos
+from onnxmux.core import bulk_attrs, contrib_schemas, raw_weights, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import ConfinedExternalTensor, check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
@@ -71,7 +71,7 @@ def load(
     and refused without it. A sparse tensor whose dense form exceeds ``max_tensor_bytes`` (the
     default limit when None) is refused.
     """
-    proto, base_dir = _read(source)
+    proto, base_dir, detached = _read(source)
     if adjust is not None:
         adjust(proto, base_dir)
     validation.check_text(proto)
@@ -79,7 +79,7 @@ def load(
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
     external_tensors = check_external_data(proto, base_dir)
-    raw_initializers = validation.check_tensors(proto)
+    raw_initializers = validation.check_tensors(proto, detached)
     if proto.functions:
         proto = _inline_functions(proto)
     validation.check_nodes(proto)
@@ -116,7 +116,7 @@ def _set_base_dir(graph: ir.Graph, base_dir: Path, external_tensors: int) -> Non
         value.const_value = ConfinedExternalTensor(value.const_value, base_dir)
 
 
-def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:
+def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes | memoryview]) -> None:
     """Give the initializers read during validation arrays over those bytes.
 
     onnx-ir's proto-backed tensors copy their raw_data out of the proto on every ``numpy()``
@@ -185,20 +185,32 @@ def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
     return nodes
 
 
-def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
+def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None, raw_weights.Detached | None]:
+    """The parsed model, its folder, and the raw_data parsed around (``raw_weights.py``)."""
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(source)
-        return proto, None
+        return proto, None, None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _parse(bytes(source), "the model bytes"), None
+        proto, detached = _parse_around(bytes(source), "the model bytes")
+        return proto, None, detached
     path = Path(source)
     try:
-        with open(path, "rb") as file, _mapped(file) as data:
-            proto = _parse(data, f"'{path}'")
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size >= raw_weights.MIN_MODEL_BYTES:
+                proto, detached = _parse_around(file.read(), f"'{path}'")  # weights: read once, not parsed
+            else:
+                with _mapped(file) as data:
+                    proto, detached = _parse(data, f"'{path}'"), None
     except OSError as exc:
         raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
-    return proto, path.resolve().parent
+    return proto, path.resolve().parent, detached
+
+
+def _parse_around(data: bytes, what: str) -> tuple[onnx.ModelProto, raw_weights.Detached | None]:
+    """The model parsed without the raw_data of its large initializers, which stay in ``data``."""
+    detached = raw_weights.detach(data)
+    return _parse(data if detached is None else detached.model, what), detached
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from onnx import AttributeProto, TensorProto
 from onnxmux.core import contrib_schemas
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.external_data import model_tensors
+from onnxmux.core.raw_weights import Detached
 
 _ATTR_NAME = AttributeProto.AttributeType.Name
 _DATA_FIELDS = ("raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
@@ -128,18 +129,20 @@ def _label(message: Message, where: str) -> str:
 
 
 # -- tensors ------------------------------------------------------------------------------
-def check_tensors(proto: onnx.ModelProto) -> dict[str, bytes]:
+def check_tensors(proto: onnx.ModelProto, detached: Detached | None = None) -> dict[str, bytes | memoryview]:
     """Every tensor's data type, dims, data field and data size agree.
 
     Returns the raw_data bytes read from the main graph's initializers (by name; names given
     twice are left out): protobuf copies them on each read, so the loader builds the weights
-    from these instead of copying them again.
+    from these instead of copying them again. The raw_data ``detached`` before parsing
+    (raw_weights.py) counts as the initializer's own, unless the tensor was given data since.
     """
-    raw: dict[str, bytes] = {}
+    raw: dict[str, bytes | memoryview] = {}
     twice: set[str] = set()
     main = len(proto.graph.initializer)
     for index, (where, tensor) in enumerate(model_tensors(proto)):
-        data = check_tensor(f"{where} '{tensor.name}'", tensor)
+        outside = _detached_data(detached, index, tensor) if index < main else None
+        data = check_tensor(f"{where} '{tensor.name}'", tensor, outside)
         if index < main and data is not None:  # model_tensors yields the main initializers first
             if tensor.name in raw:
                 twice.add(tensor.name)
@@ -149,9 +152,16 @@ def check_tensors(proto: onnx.ModelProto) -> dict[str, bytes]:
     return raw
 
 
-def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
+def _detached_data(detached: Detached | None, index: int, tensor: TensorProto) -> memoryview | None:
+    """The raw_data detached from main initializer ``index``, while the tensor holds no data of its own."""
+    if detached is None or tensor.HasField("raw_data") or tensor.data_location == TensorProto.EXTERNAL:
+        return None  # given data by the session options since (add_initializer, in-memory external data)
+    return detached.raw(index, tensor.name)
+
+
+def check_tensor(what: str, tensor: TensorProto, raw: memoryview | None = None) -> bytes | memoryview | None:
     """One tensor's data type, dims and inline data agree (external data is checked elsewhere);
-    returns its raw_data when it has some."""
+    returns its raw_data (``raw`` when it was kept outside the proto) when it has some."""
     dtype = tensor.data_type
     if dtype == TensorProto.UNDEFINED or dtype not in _DATA_TYPES:
         raise InvalidGraph(f"{what}: unknown data type {dtype}")
@@ -165,12 +175,12 @@ def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
     for other in _DATA_FIELDS:
         if other not in (field, "raw_data") and len(getattr(tensor, other)):
             raise InvalidGraph(f"{what}: holds {other}, but a {type_name} tensor keeps its values in {field}")
-    if tensor.HasField("raw_data"):
+    if raw is not None or tensor.HasField("raw_data"):
         if dtype == TensorProto.STRING:
             raise InvalidGraph(f"{what}: a STRING tensor cannot hold raw_data")
         bits = _SUB_BYTE_BITS.get(dtype, 8 * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize)
         expected = (count * bits + 7) // 8
-        data = tensor.raw_data  # a copy: read once
+        data = tensor.raw_data if raw is None else raw  # a copy: read once
         if len(data) != expected:
             raise InvalidGraph(
                 f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(data)}"
