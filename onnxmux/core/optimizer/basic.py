@@ -10,7 +10,7 @@ from typing import Any, Hashable
 
 import onnx_ir as ir
 
-from onnxmux.core.bulk_attrs import BulkAttr
+from onnxmux.core.bulk_attrs import is_bulk
 from onnxmux.core.context import tensor_to_numpy
 from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.optimizer.editing import (
@@ -320,7 +320,7 @@ def _attr_key(attribute: ir.Attr) -> Hashable | None:
     if attribute.is_ref():
         return None
     kind = attribute.type
-    if isinstance(attribute, BulkAttr):  # a long list: its bytes, without making its tuple
+    if is_bulk(attribute):  # a long list: its bytes, without making its tuple
         return (kind, attribute.content_key())
     value = attribute.value
     if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):

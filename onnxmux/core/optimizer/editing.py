@@ -125,9 +125,16 @@ class NodeIndex:
 
     def __init__(self, graph: ir.Graph) -> None:
         self.nodes = list(graph)
-        self.by_op: dict[str, list[ir.Node]] = {}
-        for node in self.nodes:
-            self.by_op.setdefault(node.op_type, []).append(node)
+        self._by_op: dict[str, list[ir.Node]] | None = None
+
+    @property
+    def by_op(self) -> dict[str, list[ir.Node]]:
+        """The nodes of each op type, in order (sorted out on first use)."""
+        if self._by_op is None:
+            self._by_op = {}
+            for node in self.nodes:
+                self._by_op.setdefault(node.op_type, []).append(node)
+        return self._by_op
 
 
 def graph_nodes(graph: ir.Graph, op_types: frozenset[str] | None = None) -> list[ir.Node]:
