@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from onnxmux.core import bulk_attrs, contrib_schemas, raw_weights, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
-from onnxmux.core.external_data import ConfinedExternalTensor, check_external_data
+from onnxmux.core.external_data import ConfinedExternalTensor, SharedMaps, check_external_data
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
 from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
@@ -112,8 +112,9 @@ def _set_base_dir(graph: ir.Graph, base_dir: Path, external_tensors: int) -> Non
     if len(values) != external_tensors:
         ir.external_data.set_base_dir(graph, base_dir)
         return
+    maps = SharedMaps()
     for value in values:
-        value.const_value = ConfinedExternalTensor(value.const_value, base_dir)
+        value.const_value = ConfinedExternalTensor(value.const_value, base_dir, maps)
 
 
 def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes | memoryview]) -> None:
