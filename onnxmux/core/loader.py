@@ -8,7 +8,7 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, NamedTuple, Union
 
 import numpy as np
 import onnx
@@ -71,10 +71,11 @@ def load(
     and refused without it. A sparse tensor whose dense form exceeds ``max_tensor_bytes`` (the
     default limit when None) is refused.
     """
-    proto, base_dir, detached = _read(source)
+    proto, base_dir, detached, text_checked = _read(source)
     if adjust is not None:
-        adjust(proto, base_dir)
-    validation.check_text(proto)
+        adjust(proto, base_dir)  # the options' changes hold no text protobuf did not make
+    if not text_checked:
+        validation.check_text(proto)
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
@@ -186,32 +187,40 @@ def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
     return nodes
 
 
-def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None, raw_weights.Detached | None]:
-    """The parsed model, its folder, and the raw_data parsed around (``raw_weights.py``)."""
+class _Parsed(NamedTuple):
+    proto: onnx.ModelProto
+    base_dir: Path | None
+    #: The raw_data parsed around (``raw_weights.py``).
+    detached: raw_weights.Detached | None = None
+    #: Whether protobuf found every string field valid UTF-8 (``validation.parses_with_valid_text``).
+    text_checked: bool = False
+
+
+def _read(source: ModelSource) -> _Parsed:
+    """The parsed model and its folder."""
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(source)
-        return proto, None, None
+        return _Parsed(proto, None)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        proto, detached = _parse_around(bytes(source), "the model bytes")
-        return proto, None, detached
+        return _parse_around(bytes(source), "the model bytes", None)
     path = Path(source)
     try:
         with open(path, "rb") as file:
             if os.fstat(file.fileno()).st_size >= raw_weights.MIN_MODEL_BYTES:
-                proto, detached = _parse_around(file.read(), f"'{path}'")  # weights: read once, not parsed
-            else:
-                with _mapped(file) as data:
-                    proto, detached = _parse(data, f"'{path}'"), None
+                return _parse_around(file.read(), f"'{path}'", path.resolve().parent)  # weights: read once, not parsed
+            with _mapped(file) as data:
+                proto = _parse(data, f"'{path}'")
+                return _Parsed(proto, path.resolve().parent, None, validation.parses_with_valid_text(data))
     except OSError as exc:
         raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
-    return proto, path.resolve().parent, detached
 
 
-def _parse_around(data: bytes, what: str) -> tuple[onnx.ModelProto, raw_weights.Detached | None]:
+def _parse_around(data: bytes, what: str, base_dir: Path | None) -> _Parsed:
     """The model parsed without the raw_data of its large initializers, which stay in ``data``."""
     detached = raw_weights.detach(data)
-    return _parse(data if detached is None else detached.model, what), detached
+    parsed = data if detached is None else detached.model
+    return _Parsed(_parse(parsed, what), base_dir, detached, validation.parses_with_valid_text(parsed))
 
 
 @contextlib.contextmanager

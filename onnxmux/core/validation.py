@@ -16,6 +16,7 @@ import operator
 from typing import Any, Iterable, Iterator
 
 import onnx
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto
@@ -42,7 +43,8 @@ _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 # -- text ---------------------------------------------------------------------------------
 def check_text(message: Message, where: str = "the model") -> None:
     """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
-    ones back as bytes, which nothing downstream expects."""
+    ones back as bytes, which nothing downstream expects. (The loader skips this walk for a
+    model whose bytes ``parses_with_valid_text``.)"""
     if _all_text_valid(message):
         return
     found = _bad_text(message)
@@ -51,6 +53,61 @@ def check_text(message: Message, where: str = "the model") -> None:
         for holder in reversed(path):
             where = _label(holder, where)
         raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
+
+
+def parses_with_valid_text(data: bytes | memoryview) -> bool:
+    """Whether ``data`` parses as a ModelProto whose string fields all hold valid UTF-8, checked by
+    protobuf in C with a copy of onnx's schema that verifies UTF-8; False when it cannot tell
+    (the walk of ``check_text`` then decides), or for more than ``CHECKED_PARSE_BYTES``."""
+    checked = _utf8_checked_model()
+    if checked is None or len(data) > CHECKED_PARSE_BYTES:
+        return False
+    try:
+        checked.FromString(data)
+    except Exception:  # bad UTF-8, or anything else this copy of the schema refuses
+        return False
+    return True
+
+
+#: Serialized models above this size are not parsed a second time to check their text: the
+#: walk costs less than parsing their weights again.
+CHECKED_PARSE_BYTES = 8 << 20
+
+
+@functools.lru_cache(maxsize=None)
+def _utf8_checked_model() -> type[Message] | None:
+    """onnx's ModelProto class rebuilt as an edition-2023 schema with proto2's semantics whose
+    string fields verify UTF-8 on parsing (proto2 does not); None where protobuf cannot build it."""
+    try:
+        schema = descriptor_pb2.FileDescriptorProto.FromString(onnx.onnx_ml_pb2.DESCRIPTOR.serialized_pb)
+        schema.name = "onnxmux/utf8-checked-onnx-ml.proto"
+        schema.syntax, schema.edition = "editions", descriptor_pb2.EDITION_2023
+        features = schema.options.features
+        features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
+        features.enum_type = descriptor_pb2.FeatureSet.CLOSED
+        features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+        features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+        for message in _all_messages(schema.message_type):
+            for field in message.field:
+                if field.label == descriptor_pb2.FieldDescriptorProto.LABEL_REQUIRED:
+                    field.label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+                    field.options.features.field_presence = descriptor_pb2.FeatureSet.LEGACY_REQUIRED
+                if field.options.HasField("packed"):
+                    packed = field.options.packed
+                    field.options.ClearField("packed")
+                    encoding = descriptor_pb2.FeatureSet.PACKED if packed else descriptor_pb2.FeatureSet.EXPANDED
+                    field.options.features.repeated_field_encoding = encoding
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(schema)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName("onnx.ModelProto"))
+    except Exception:  # an older protobuf without editions: the walk checks every model
+        return None
+
+
+def _all_messages(messages: Iterable[Any]) -> Iterator[Any]:
+    for message in messages:
+        yield message
+        yield from _all_messages(message.nested_type)
 
 
 def _all_text_valid(message: Message) -> bool:
