@@ -204,3 +204,19 @@ def test_a_model_file_with_bad_text_is_refused(tmp_path) -> None:
     path.write_bytes(data.replace(b"Relu", b"R\xc0lu", 1))
     with pytest.raises(ort.InvalidGraph, match=r"node 'relu': field 'op_type' holds .* not valid UTF-8"):
         ort.InferenceSession(str(path))
+
+
+@pytest.mark.parametrize(
+    "edges, in_order",
+    [
+        ([(["x"], ["a"]), (["a", ""], ["b", ""]), (["b", ""], ["c"])], True),  # empty names: absent optional values
+        ([(["a"], ["b"]), (["x"], ["a"])], False),  # reads a later node's output
+        ([(["x", "a"], ["a"])], False),  # reads its own output
+        ([(["x"], ["a"]), (["a"], ["b"]), (["b"], ["a"])], False),  # "a" made twice: the later maker counts
+    ],
+)
+def test_nodes_count_as_in_order_only_when_each_reads_earlier_values(edges, in_order: bool) -> None:
+    from onnxmux.core import validation
+
+    graph = helper.make_graph([helper.make_node("Foo", i, o) for i, o in edges], "g", [], [])
+    assert validation._in_order(graph) is in_order

@@ -276,24 +276,26 @@ def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozense
     known = outer | {i.name for i in graph.input} | {t.name for t in graph.initializer}
     known |= {s.values.name for s in graph.sparse_initializer}
     known |= {out for node in graph.node for out in node.output}
+    readable = known | {""}  # an empty input name is an absent optional input
     for node in graph.node:
         signature = _node_signature(node)
         if signature not in passed:
             _check_node(node, opsets)
             passed.add(signature)
-        for name in node.input:
-            if name and name not in known:
-                raise InvalidGraph(
-                    f"{describe(node)}: input '{name}' is not a graph input, an initializer or the output of a node"
-                )
-        for attr in node.attribute:
-            for sub in _subgraphs(attr):
-                _check_graph(sub, opsets, known, passed)
+        if not readable.issuperset(node.input):
+            name = next(name for name in node.input if name not in readable)
+            raise InvalidGraph(
+                f"{describe(node)}: input '{name}' is not a graph input, an initializer or the output of a node"
+            )
+        if len(node.attribute):
+            for attr in node.attribute:
+                for sub in _subgraphs(attr):
+                    _check_graph(sub, opsets, known, passed)
 
 
 def _node_signature(node: onnx.NodeProto) -> tuple:
     """All that ``_check_node`` reads of a node."""
-    attributes = tuple((a.name, a.type, a.ref_attr_name) for a in node.attribute)
+    attributes = tuple((a.name, a.type, a.ref_attr_name) for a in node.attribute) if len(node.attribute) else ()
     return node.op_type, node.domain, len(node.input), len(node.output), attributes
 
 
@@ -384,23 +386,27 @@ def _names_read(node: onnx.NodeProto) -> Iterator[str]:
                 yield from (name for name in _names_read(inner) if name not in local)
 
 
-def _in_order(graph: onnx.GraphProto, producer: dict[str, int]) -> bool:
+def _in_order(graph: onnx.GraphProto) -> bool:
     """Whether every node reads only values made by earlier nodes (the usual case, checked
-    without building each node's dependencies)."""
-    for i, node in enumerate(graph.node):
-        if any(producer.get(name, -1) >= i for name in node.input):
+    without building each node's dependencies): walking back from the last node, ``later``
+    holds the names made by the node at hand or a later one."""
+    later: set[str] = set()
+    for node in reversed(graph.node):
+        later.update(node.output)
+        later.discard("")  # an omitted optional output
+        if not later.isdisjoint(node.input):
             return False
-        if node.attribute and any(attr.HasField("g") or len(attr.graphs) for attr in node.attribute):
-            if any(producer.get(name, -1) >= i for name in _names_read(node)):
+        if len(node.attribute) and any(attr.HasField("g") or len(attr.graphs) for attr in node.attribute):
+            if not later.isdisjoint(_names_read(node)):
                 return False
     return True
 
 
 def _sort(graph: onnx.GraphProto) -> None:
     """Put the nodes in topological order (stable); a cycle is an InvalidGraph."""
-    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
-    if _in_order(graph, producer):
+    if _in_order(graph):
         return
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
     users: list[list[int]] = [[] for _ in graph.node]
     for i, ds in enumerate(deps):
@@ -457,7 +463,7 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
         if name is not None:
             types[tensor.name] = name
     for node in graph.node:
-        signature = (node.op_type, node.domain, *[types.get(name) for name in node.input])
+        signature = (node.op_type, node.domain, *map(types.get, node.input))
         if signature not in passed:
             schema = schema_of(node, opsets)
             if schema is not None:

@@ -4,8 +4,9 @@ Shape inference gives nearly every value of a model a ValueInfoProto (exporters 
 each initializer too), and onnx-ir deserializes each one on its own (a type, a shape, its dims).
 Most share a few types, so the loader takes the plain ones (no doc string, no metadata) of the
 main graph's node outputs and initializers off the proto before the IR is built and gives each
-value a copy of the shape deserialized once per distinct type, as onnx-ir would have (a value
-info overrides the type and shape an initializer takes from its tensor). Graph inputs and
+value the shape deserialized once per distinct type, as onnx-ir would have (a value info
+overrides the type and shape an initializer takes from its tensor). Those shapes are frozen, as
+onnx-ir's are, so values may share one. Graph inputs and
 outputs keep theirs on the proto: onnx-ir orders those itself.
 """
 
@@ -53,5 +54,4 @@ def give_plain_infos(graph: ir.Graph, infos: list[onnx.ValueInfoProto]) -> None:
                 found = parsed[key] = (serde.deserialize_type_proto_for_type(info.type), serde.deserialize_type_proto_for_shape(info.type))
             except Exception as exc:
                 raise InvalidGraph(f"the model's graph is malformed: value info '{info.name}': {exc}") from exc
-        value.shape = found[1].copy() if found[1] is not None else None
-        value.type = found[0]
+        value.shape, value.type = found[1], found[0]
