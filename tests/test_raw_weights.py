@@ -63,6 +63,8 @@ def test_a_model_loads_the_same_weights_and_runs_the_same(tmp_path, how) -> None
     expected = weights(model)  # a ModelProto is parsed as it is
     got = weights(source)
     assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in got)
+    for name in ("w1", "b", "w2"):  # read in place: aligned for the kernels, and never written
+        assert got[name].ctypes.data % raw_weights.ALIGN == 0 and not got[name].flags.writeable
     x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
     runs = [onnxmux.InferenceSession(s, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0] for s in (model, source)]
     np.testing.assert_array_equal(runs[0], runs[1])

@@ -206,18 +206,15 @@ def _read(source: ModelSource) -> _Parsed:
         return _parse_around(bytes(source), "the model bytes", None)
     path = Path(source)
     try:
-        with open(path, "rb") as file:
-            if os.fstat(file.fileno()).st_size >= raw_weights.MIN_MODEL_BYTES:
-                return _parse_around(file.read(), f"'{path}'", path.resolve().parent)  # weights: read once, not parsed
-            with _mapped(file) as data:
-                proto = _parse(data, f"'{path}'")
-                return _Parsed(proto, path.resolve().parent, None, validation.parses_with_valid_text(data))
+        with open(path, "rb") as file, _mapped(file) as data:
+            return _parse_around(data, f"'{path}'", path.resolve().parent)
     except OSError as exc:
         raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
 
 
-def _parse_around(data: bytes, what: str, base_dir: Path | None) -> _Parsed:
-    """The model parsed without the raw_data of its large initializers, which stay in ``data``."""
+def _parse_around(data: bytes | memoryview, what: str, base_dir: Path | None) -> _Parsed:
+    """The model parsed without the raw_data of its large initializers, copied out of ``data``
+    (``raw_weights.py``)."""
     detached = raw_weights.detach(data)
     parsed = data if detached is None else detached.model
     return _Parsed(_parse(parsed, what), base_dir, detached, validation.parses_with_valid_text(parsed))

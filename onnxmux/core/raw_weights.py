@@ -1,11 +1,11 @@
 """Large weights kept out of protobuf: the model's bytes are parsed without them, then read in place.
 
 Parsing a model copies every weight into protobuf's memory, and reading a tensor's ``raw_data``
-copies it again into a Python bytes object. For model bytes (a file of 1 MiB or more is read
-into bytes once), the loader finds the ``raw_data`` of the main graph's large initializers in
-the serialized bytes (the protobuf wire format of ModelProto.graph -> GraphProto.initializer ->
-TensorProto.raw_data), parses a copy of the model without those fields, and hands validation and
-the loader views of the bytes instead: the weights are copied once, when the file is read.
+copies it again into a Python bytes object. For models of 1 MiB or more (a file's memory map,
+or bytes), the loader finds the ``raw_data`` of the main graph's large initializers in the
+serialized bytes (the protobuf wire format of ModelProto.graph -> GraphProto.initializer ->
+TensorProto.raw_data), parses a copy of the model without those fields, and copies those
+weights once, each aligned, into one buffer that validation and the loader read instead.
 Anything the scan does not expect (a repeated graph or raw_data field, a group, a truncated
 field, a name given twice) leaves the bytes to the ordinary parse.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from onnx import TensorProto
 
 #: Serialized ModelProto below this size are parsed as they are (their weights are small).
@@ -41,35 +42,66 @@ class _Unexpected(Exception):
 
 @dataclass
 class Detached:
-    """The parse-ready bytes, and where the raw_data taken out of them lies in ``source`` (the
-    scanned bytes), by main-graph initializer index (with the initializer's name)."""
+    """The parse-ready bytes, and the raw_data taken out of them, by main-graph initializer index
+    (with the initializer's name): read-only views of one buffer, each at a multiple of ``ALIGN``."""
 
     model: bytes
     spans: dict[int, tuple[int, int]]
     names: dict[int, str]
-    source: memoryview
+    weights: memoryview
 
     def raw(self, index: int, name: str) -> memoryview | None:
         """The raw_data detached from initializer ``index`` when it is named ``name``, else None."""
         span = self.spans.get(index)
         if span is None or self.names[index] != name:
             return None
-        return self.source[span[0] : span[1]]
+        return self.weights[span[0] : span[1]]
 
 
-def detach(data: bytes) -> Detached | None:
-    """The model's bytes without the raw_data of its large initializers, or None when there is
-    nothing to detach or the bytes are not as expected (the ordinary parse then decides)."""
+#: Where each weight starts in the buffer they are copied to (numpy's kernels and BLAS take
+#: unaligned arrays on slower paths, or copy them on every run).
+ALIGN = 64
+
+
+def detach(data: bytes | memoryview) -> Detached | None:
+    """The model's bytes without the raw_data of its large initializers, which are copied out
+    (``data``, a file's memory map say, is not referenced afterwards); None when there is nothing
+    to detach or the bytes are not as expected (the ordinary parse then decides)."""
     view = memoryview(data)
-    if len(view) < MIN_MODEL_BYTES:
+    if len(view) < MIN_MODEL_BYTES or view.ndim != 1 or view.itemsize != 1:
         return None
     try:
-        return _detach(view)
+        found = _detach(view)
     except (_Unexpected, IndexError, ValueError):
         return None
+    if found is None:
+        return None
+    model, spans, names = found
+    places, weights = _copied_out(view, spans)
+    return Detached(model, places, names, weights)
 
 
-def _detach(view: memoryview) -> Detached | None:
+def _copied_out(view: memoryview, spans: dict[int, tuple[int, int]]) -> tuple[dict[int, tuple[int, int]], memoryview]:
+    """The spans of ``view`` copied into one new buffer, each at a multiple of ``ALIGN``: their
+    places there, and a read-only view of it."""
+    places: dict[int, tuple[int, int]] = {}
+    total = 0
+    for index, (start, stop) in spans.items():
+        places[index] = (total, total + stop - start)
+        total += -(-(stop - start) // ALIGN) * ALIGN
+    buffer = np.empty(total + ALIGN, np.uint8)
+    shift = -buffer.ctypes.data % ALIGN
+    source = np.frombuffer(view, np.uint8)
+    for index, (start, stop) in spans.items():
+        at = shift + places[index][0]
+        buffer[at : at + stop - start] = source[start:stop]
+    del source  # no view of ``data`` outlives the call
+    weights = memoryview(buffer[shift : shift + total]).toreadonly()
+    return places, weights
+
+
+def _detach(view: memoryview) -> tuple[bytes, dict[int, tuple[int, int]], dict[int, str]] | None:
+    """The bytes to parse, and where the detached raw_data lies in ``view`` (with its tensor's name)."""
     fields = _fields(view, 0, len(view))
     graphs = [f for f in fields if f[0] == _MODEL_GRAPH]
     if len(graphs) != 1 or graphs[0][1] != _LENGTH:
@@ -103,7 +135,7 @@ def _detach(view: memoryview) -> Detached | None:
     graph_pieces.append(view[copied:end])
     graph = b"".join(graph_pieces)
     model = b"".join([view[:graph_start], _key(_MODEL_GRAPH, _LENGTH), _varint(len(graph)), graph, view[end:]])
-    return Detached(model, spans, names, view)
+    return model, spans, names
 
 
 def _large_raw_data(view: memoryview, start: int, end: int) -> tuple[str, tuple[int, int, int] | None]:
