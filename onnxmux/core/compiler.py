@@ -12,6 +12,7 @@ from onnxmux.core.context import NodeContext, tensor_to_numpy
 from onnxmux.core.donation import DONATE_KEY, donations, takes_part
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
+from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
 from onnxmux.partition.failures import FailureRule
@@ -306,7 +307,7 @@ def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
     graphs: list[ir.Graph] = []
     if not node.attributes:
         return graphs
-    for attr in node.attributes.values():
+    for attr in attribute_values(node):
         if attr.type == ir.AttributeType.GRAPH:
             graphs.append(attr.value)
         elif attr.type == ir.AttributeType.GRAPHS:

@@ -39,7 +39,16 @@ def _attribute_tensors(owner: str, attr: onnx.AttributeProto) -> Iterator[tuple[
 def _node_tensors(nodes: Iterable[onnx.NodeProto], scope: str = "") -> Iterator[tuple[str, onnx.TensorProto]]:
     for node in nodes:
         for attr in node.attribute:
-            yield from _attribute_tensors(f"{scope}node '{node.name or node.op_type}'", attr)
+            if _holds_tensors(attr):  # most attributes hold numbers: no label is made for them
+                yield from _attribute_tensors(f"{scope}node '{node.name or node.op_type}'", attr)
+
+
+def _holds_tensors(attr: onnx.AttributeProto) -> bool:
+    """Whether an attribute has a field ``_attribute_tensors`` reads (whatever its declared type)."""
+    return bool(
+        attr.HasField("t") or len(attr.tensors) or attr.HasField("sparse_tensor") or len(attr.sparse_tensors)
+        or attr.HasField("g") or len(attr.graphs)
+    )
 
 
 def graph_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
@@ -52,6 +61,10 @@ def graph_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProt
     yield from _node_tensors(graph.node)
 
 
+#: What ``model_tensors`` yields, as a list.
+TensorList = list[tuple[str, onnx.TensorProto]]
+
+
 def model_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
     """Every TensorProto of a model: its graph, then its local functions' bodies."""
     yield from graph_tensors(proto.graph)
@@ -59,12 +72,13 @@ def model_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProt
         yield from _node_tensors(function.node, f"function '{function.name}', ")
 
 
-def check_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> int:
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, tensors: TensorList | None = None) -> int:
     """Refuse external data that leaves ``base_dir``, is malformed, or has no folder to come from;
-    returns how many tensors have external data."""
+    returns how many tensors have external data. ``tensors``: ``model_tensors(proto)`` when the
+    caller has them already."""
     sizes: dict[str, int] = {}  # checked location -> file size: models keep most tensors in one file
     count = 0
-    for where, tensor in model_tensors(proto):
+    for where, tensor in model_tensors(proto) if tensors is None else tensors:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_one(f"{where} '{tensor.name}'", tensor, base_dir, sizes)
             count += 1

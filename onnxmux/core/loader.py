@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from onnxmux.core import bulk_attrs, contrib_schemas, raw_weights, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
-from onnxmux.core.external_data import ConfinedExternalTensor, SharedMaps, check_external_data
+from onnxmux.core.external_data import ConfinedExternalTensor, SharedMaps, check_external_data, model_tensors
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
 from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
@@ -79,8 +79,9 @@ def load(
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
-    external_tensors = check_external_data(proto, base_dir)
-    raw_initializers = validation.check_tensors(proto, detached)
+    tensors = list(model_tensors(proto))
+    external_tensors = check_external_data(proto, base_dir, tensors)
+    raw_initializers = validation.check_tensors(proto, detached, tensors)
     if proto.functions:
         proto = _inline_functions(proto)
     validation.check_nodes(proto)

@@ -23,7 +23,7 @@ from onnx import AttributeProto, TensorProto
 
 from onnxmux.core import contrib_schemas
 from onnxmux.core.errors import InvalidGraph
-from onnxmux.core.external_data import model_tensors
+from onnxmux.core.external_data import TensorList, model_tensors
 from onnxmux.core.raw_weights import Detached
 
 _ATTR_NAME = AttributeProto.AttributeType.Name
@@ -186,18 +186,21 @@ def _label(message: Message, where: str) -> str:
 
 
 # -- tensors ------------------------------------------------------------------------------
-def check_tensors(proto: onnx.ModelProto, detached: Detached | None = None) -> dict[str, bytes | memoryview]:
+def check_tensors(
+    proto: onnx.ModelProto, detached: Detached | None = None, tensors: TensorList | None = None
+) -> dict[str, bytes | memoryview]:
     """Every tensor's data type, dims, data field and data size agree.
 
     Returns the raw_data bytes read from the main graph's initializers (by name; names given
     twice are left out): protobuf copies them on each read, so the loader builds the weights
     from these instead of copying them again. The raw_data ``detached`` before parsing
     (raw_weights.py) counts as the initializer's own, unless the tensor was given data since.
+    ``tensors``: ``model_tensors(proto)`` when the caller has them already.
     """
     raw: dict[str, bytes | memoryview] = {}
     twice: set[str] = set()
     main = len(proto.graph.initializer)
-    for index, (where, tensor) in enumerate(model_tensors(proto)):
+    for index, (where, tensor) in enumerate(model_tensors(proto) if tensors is None else tensors):
         outside = _detached_data(detached, index, tensor) if index < main else None
         data = check_tensor(f"{where} '{tensor.name}'", tensor, outside)
         if index < main and data is not None:  # model_tensors yields the main initializers first

@@ -16,6 +16,7 @@ from typing import Callable
 
 import onnx_ir as ir
 
+from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.optimizer.editing import (
     FLOAT_TYPES,
     ONNXMUX_DOMAIN,
@@ -171,7 +172,7 @@ def _fuse_conv(graph: ir.Graph, conv: ir.Node, mine: set[ir.Node]) -> ir.Node | 
     inputs = list(conv.inputs)
     if z is not None:
         inputs = (inputs + [None])[:3] + [z]
-    return _replace(graph, "FusedConv", inputs, [*conv.attributes.values(), *attributes], pattern, mine)
+    return _replace(graph, "FusedConv", inputs, [*attribute_values(conv), *attributes], pattern, mine)
 
 
 def _fuse_gemm(graph: ir.Graph, node: ir.Node, mine: set[ir.Node]) -> ir.Node | None:
@@ -193,7 +194,7 @@ def _fuse_gemm(graph: ir.Graph, node: ir.Node, mine: set[ir.Node]) -> ir.Node | 
     if len(pattern) == 1 and not more:
         return None
     pattern += more
-    return _replace(graph, "FusedGemm", inputs, [*node.attributes.values(), *attributes], pattern, mine)
+    return _replace(graph, "FusedGemm", inputs, [*attribute_values(node), *attributes], pattern, mine)
 
 
 def _is_row_bias(bias: ir.Value, product: ir.Value) -> bool:
