@@ -294,6 +294,11 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         getattr(graph, part).extend(getattr(proto.graph, part))
     graph.output.extend(onnx.ValueInfoProto(name=o.name) for o in proto.graph.output)  # inferred, then compared
     graph.node.extend(_without_blob(node) for node in proto.graph.node)
+    if len(graph.node) and len(graph.node[0].metadata_props):
+        # Inference reads no metadata: the copy sheds it (exporters that record stack traces
+        # there do so on every node, so the first one tells).
+        for node in graph.node:
+            node.ClearField("metadata_props")
     inputs = {i.name for i in graph.input}
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:
