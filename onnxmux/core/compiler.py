@@ -133,14 +133,15 @@ class _PlanBuilder:
             if implicit is None:  # a node made by a provider's fusion after partitioning
                 implicit = self.implicit[node] = free_values_of_node(node)
             compiler = self.compiler
+            inputs = node.inputs
             ctx = self.contexts[node] = NodeContext(
                 node,
                 compiler.opsets.get(node.domain or "", 1),
-                [compiler.type_of(v) for v in node.inputs],
-                [compiler.type_of(v) for v in node.outputs],
+                list(map(compiler.type_of, inputs)),
+                list(map(compiler.type_of, node.outputs)),
                 implicit_inputs=[v.name for v in implicit],
                 compile_subgraph=lambda g: compiler.compile(g, implicit, self.device_of.get(node, HOST)),
-                constants=[self.constants.get(v) if v is not None else None for v in node.inputs],
+                constants=list(map(self.constants.get, inputs)),  # None for an absent input too
             )
         return ctx
 
@@ -198,7 +199,7 @@ class _PlanBuilder:
             description = f"{unit.provider.name} subgraph of {len(unit.nodes)} nodes ({names}{more})"
             types = [(i, v.name, self.compiler.type_of(v), v.is_graph_output()) for i, v in enumerate(unit.outputs)]
             check = (unit.provider, f"{unit.provider.name} partition of {len(unit.nodes)} nodes ({names}{more})", types, len(outs), True)
-            return [unit.compiled, tuple(ins), tuple(outs), [], description, check]
+            return [unit.compiled, tuple(ins), tuple(outs), [], description, lambda: check]
         node = unit.nodes[0]
         ctx = self.context_of(node)
         run = self._specialize(unit, ctx)
@@ -207,11 +208,8 @@ class _PlanBuilder:
         ins = [self._slot_on(v, HOST if i in host else device) for i, v in enumerate(node.inputs)]
         ins += [self._slot_on(v, device) for v in self.implicit[node]]
         outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
-        named = [i for i, v in enumerate(node.outputs) if v.name]
-        types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
         described = ctx.describe()
-        check = (unit.provider, f"{unit.provider.name} kernel of {described}", types, named[-1] + 1 if named else 0, False)
-        return [run, tuple(ins), tuple(outs), [], f"{described} on {unit.provider.name}", check]
+        return [run, tuple(ins), tuple(outs), [], f"{described} on {unit.provider.name}", lambda: _kernel_check(unit, ctx)]
 
     def _specialize(self, unit: Unit, ctx: NodeContext) -> Callable[..., Any]:
         """The kernel's run function for the node; a factory that raises hands the node to the
@@ -234,7 +232,7 @@ class _PlanBuilder:
                 boundary.update(step[1])
         for index, step in enumerate(self.steps):
             if len(step) == 6 and (self.compiler.check_all_outputs or boundary.intersection(step[2])):
-                provider, where, types, count, exact = step[5]
+                provider, where, types, count, exact = step[5]()
                 step[0] = checked(step[0], where, types, count, exact, provider.data_transfer)
                 if index in self.donated:
                     self.donated[index] = checked(self.donated[index], where, types, count, exact, provider.data_transfer)
@@ -263,6 +261,14 @@ class _PlanBuilder:
             self.labels.append(copy_label(value.name, source, device, self.compiler.device_owner))
         return copied
 
+
+
+def _kernel_check(unit: Unit, ctx: NodeContext) -> tuple:
+    """What checks a kernel step's outputs (made only for the steps ``_attach_checks`` wraps)."""
+    node = ctx.node
+    named = [i for i, v in enumerate(node.outputs) if v.name]
+    types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
+    return (unit.provider, f"{unit.provider.name} kernel of {ctx.describe()}", types, named[-1] + 1 if named else 0, False)
 
 
 def copy_label(value: str, source: str, target: str, owner: Mapping[str, str]) -> StepLabel:
