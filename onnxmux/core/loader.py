@@ -218,7 +218,8 @@ def _parse_around(data: bytes | memoryview, what: str, base_dir: Path | None) ->
     (``raw_weights.py``)."""
     detached = raw_weights.detach(data)
     parsed = data if detached is None else detached.model
-    return _Parsed(_parse(parsed, what), base_dir, detached, validation.parses_with_valid_text(parsed))
+    proto = _parse(parsed, what)
+    return _Parsed(proto, base_dir, detached, validation.parses_with_valid_text(parsed, proto))
 
 
 @contextlib.contextmanager

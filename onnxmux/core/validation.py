@@ -55,12 +55,16 @@ def check_text(message: Message, where: str = "the model") -> None:
         raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
 
 
-def parses_with_valid_text(data: bytes | memoryview) -> bool:
-    """Whether ``data`` parses as a ModelProto whose string fields all hold valid UTF-8, checked by
-    protobuf in C with a copy of onnx's schema that verifies UTF-8; False when it cannot tell
-    (the walk of ``check_text`` then decides), or for more than ``CHECKED_PARSE_BYTES``."""
+def parses_with_valid_text(data: bytes | memoryview, proto: onnx.ModelProto) -> bool:
+    """Whether ``data`` (parsed as ``proto``) parses as a ModelProto whose string fields all hold
+    valid UTF-8, checked by protobuf in C with a copy of onnx's schema that verifies UTF-8; False
+    when it cannot tell (the walk of ``check_text`` then decides), and where the walk costs less:
+    for more than ``CHECKED_PARSE_BYTES``, or more than ``CHECKED_PARSE_BYTES_PER_ITEM`` per node,
+    value info and initializer of the main graph (a tree ensemble's long lists, say)."""
     checked = _utf8_checked_model()
-    if checked is None or len(data) > CHECKED_PARSE_BYTES:
+    graph = proto.graph
+    items = 1 + len(graph.node) + len(graph.value_info) + len(graph.initializer)
+    if checked is None or len(data) > min(CHECKED_PARSE_BYTES, CHECKED_PARSE_BYTES_PER_ITEM * items):
         return False
     try:
         checked.FromString(data)
@@ -69,9 +73,11 @@ def parses_with_valid_text(data: bytes | memoryview) -> bool:
     return True
 
 
-#: Serialized models above this size are not parsed a second time to check their text: the
-#: walk costs less than parsing their weights again.
+#: Serialized models above this size, or this size per item, are not parsed a second time to
+#: check their text: the walk (a few microseconds per item) costs less than parsing their
+#: numbers again (a few nanoseconds per byte).
 CHECKED_PARSE_BYTES = 8 << 20
+CHECKED_PARSE_BYTES_PER_ITEM = 4096
 
 
 @functools.lru_cache(maxsize=None)
