@@ -73,7 +73,7 @@ def load(
     """
     proto, base_dir, detached, text_checked = _read(source)
     if adjust is not None:
-        adjust(proto, base_dir)  # the options' changes hold no text protobuf did not make
+        adjust(proto, base_dir)  # the options change dims and weights, no text
     if not text_checked:
         validation.check_text(proto)
     if base_dir is None and external_data_dir:
@@ -189,6 +189,8 @@ def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
 
 
 class _Parsed(NamedTuple):
+    """What reading a model source gives the loader."""
+
     proto: onnx.ModelProto
     base_dir: Path | None
     #: The raw_data parsed around (``raw_weights.py``).

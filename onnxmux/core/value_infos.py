@@ -6,8 +6,8 @@ Most share a few types, so the loader takes the plain ones (no doc string, no me
 main graph's node outputs and initializers off the proto before the IR is built and gives each
 value the shape deserialized once per distinct type, as onnx-ir would have (a value info
 overrides the type and shape an initializer takes from its tensor). Those shapes are frozen, as
-onnx-ir's are, so values may share one. Graph inputs and
-outputs keep theirs on the proto: onnx-ir orders those itself.
+onnx-ir's are, so values may share one. Graph inputs and outputs keep theirs on the proto:
+onnx-ir orders those itself.
 """
 
 from __future__ import annotations
