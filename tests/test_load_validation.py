@@ -195,7 +195,8 @@ def test_the_c_level_text_check_agrees_with_the_walk(name: bytes) -> None:
     parsed = onnx.ModelProto.FromString(data)
     walk_ok = validation._all_text_valid(parsed)
     assert walk_ok == (type(parsed.graph.node[0].name) is str)
-    assert validation.parses_with_valid_text(data, parsed) == walk_ok
+    checks_in_c = validation._utf8_checked_model() is not None  # False with a protobuf without editions
+    assert validation.parses_with_valid_text(data, parsed) == (walk_ok and checks_in_c)
 
 
 def test_a_model_file_with_bad_text_is_refused(tmp_path) -> None:
