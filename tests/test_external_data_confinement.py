@@ -164,3 +164,27 @@ def test_model_bytes_refuse_external_data_without_a_folder(tmp_path: Path, monke
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(ort.InvalidGraph, match="does not exist"):
         ort.InferenceSession(model.SerializeToString(), options)
+
+
+def test_a_models_external_tensors_share_one_map_of_their_file(tmp_path: Path) -> None:
+    from onnxmux.core.loader import load
+
+    data = np.arange(10, dtype=np.float32)
+    (tmp_path / "w.bin").write_bytes(data.tobytes() + np.arange(4, dtype=np.int64).tobytes())
+    first = _external(numpy_helper.from_array(data[:6].reshape(2, 3), "a"), "w.bin", 0, 24)
+    second = _external(numpy_helper.from_array(data[6:], "b"), "w.bin", 24, 16)
+    third = _external(numpy_helper.from_array(np.arange(4, dtype=np.int64), "c"), "w.bin", 40, 32)
+    nodes = [helper.make_node("Identity", [name], [f"{name}_out"]) for name in "abc"]
+    outputs = [helper.make_tensor_value_info(f"{name}_out", t.data_type, list(t.dims)) for name, t in zip("abc", (first, second, third))]
+    graph = helper.make_graph(nodes, "g", [], outputs, [first, second, third])
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path)
+    tensors = [v.const_value for v in load(path).model.graph.initializers.values()]
+    arrays = [t.numpy() for t in tensors]
+    np.testing.assert_array_equal(arrays[0], data[:6].reshape(2, 3))
+    np.testing.assert_array_equal(arrays[1], data[6:])
+    np.testing.assert_array_equal(arrays[2], np.arange(4, dtype=np.int64))
+    assert tensors[0].raw is tensors[1].raw is tensors[2].raw  # one map of w.bin
+    tensors[0].release()  # the others keep reading the shared map
+    np.testing.assert_array_equal(tensors[1].numpy(), data[6:])
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(["b_out"], {})[0], data[6:])

@@ -184,3 +184,40 @@ def test_a_nested_string_that_is_not_utf8_names_its_value() -> None:
     assert data.count(b"batchsize") == 1
     with pytest.raises(ort.InvalidGraph, match=r"valueinfo 'h': field 'dim_param' holds .* not valid UTF-8"):
         ort.InferenceSession(data.replace(b"batchsize", b"batch\xffsze"))
+
+
+@pytest.mark.parametrize("name", [b"caf\xc3\xa9", b"a\x00b", b"\xed\xa0\x80", b"\xc0\x80", b"\xf4\x90\x80\x80", b"\x80", b"\xe2\x82"])
+def test_the_c_level_text_check_agrees_with_the_walk(name: bytes) -> None:
+    from onnxmux.core import validation
+
+    model = _model([helper.make_node("Relu", ["x"], ["y"], name="QQQQQ")])
+    data = model.SerializeToString().replace(b"QQQQQ", name.ljust(5, b"a"), 1)
+    parsed = onnx.ModelProto.FromString(data)
+    walk_ok = validation._all_text_valid(parsed)
+    assert walk_ok == (type(parsed.graph.node[0].name) is str)
+    checks_in_c = validation._utf8_checked_model() is not None  # False with a protobuf without editions
+    assert validation.parses_with_valid_text(data, parsed) == (walk_ok and checks_in_c)
+
+
+def test_a_model_file_with_bad_text_is_refused(tmp_path) -> None:
+    data = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")]).SerializeToString()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data.replace(b"Relu", b"R\xc0lu", 1))
+    with pytest.raises(ort.InvalidGraph, match=r"node 'relu': field 'op_type' holds .* not valid UTF-8"):
+        ort.InferenceSession(str(path))
+
+
+@pytest.mark.parametrize(
+    "edges, in_order",
+    [
+        ([(["x"], ["a"]), (["a", ""], ["b", ""]), (["b", ""], ["c"])], True),  # empty names: absent optional values
+        ([(["a"], ["b"]), (["x"], ["a"])], False),  # reads a later node's output
+        ([(["x", "a"], ["a"])], False),  # reads its own output
+        ([(["x"], ["a"]), (["a"], ["b"]), (["b"], ["a"])], False),  # "a" made twice: the later maker counts
+    ],
+)
+def test_nodes_count_as_in_order_only_when_each_reads_earlier_values(edges, in_order: bool) -> None:
+    from onnxmux.core import validation
+
+    graph = helper.make_graph([helper.make_node("Foo", i, o) for i, o in edges], "g", [], [])
+    assert validation._in_order(graph) is in_order

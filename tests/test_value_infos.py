@@ -1,10 +1,12 @@
-"""Node outputs' value infos given to the IR once per distinct type (onnxmux/core/value_infos.py)."""
+"""Node outputs' and initializers' value infos given to the IR once per distinct type (onnxmux/core/value_infos.py)."""
 
 from __future__ import annotations
 
 import onnx
 import onnx_ir as ir
-from onnx import TensorProto, helper
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxmux.core import value_infos
 from onnxmux.core.loader import load
@@ -38,14 +40,53 @@ def test_node_outputs_get_what_onnx_ir_would_give_them() -> None:
 
 def test_only_plain_node_output_infos_leave_the_proto() -> None:
     graph = chain().graph
-    taken = value_infos.take_node_output_infos(graph)
+    taken = value_infos.take_plain_infos(graph)
     assert [i.name for i in taken] == ["y0", "y1", "y3", "y4"]  # y2 has a doc string; y5 is the graph output
     assert [i.name for i in graph.value_info] == ["y2", "y5"]
 
 
-def test_outputs_sharing_a_type_get_their_own_shapes() -> None:
+def test_outputs_sharing_a_type_share_a_frozen_shape() -> None:
     graph = load(chain()).model.graph
     first, second = (node.outputs[0] for node in list(graph)[:2])
-    assert first.shape == second.shape and first.shape is not second.shape
-    first.shape[0] = 7  # shapes are mutable: a shared one would change both
+    assert first.shape == second.shape and first.shape.frozen  # frozen as onnx-ir's own shapes are
+    with pytest.raises(TypeError):
+        first.shape[0] = 7  # so a change cannot reach the other value through the shared shape
     assert str(second.shape[0]) == "N"
+
+
+def with_initializers() -> onnx.ModelProto:
+    """The chain plus Add nodes reading initializers whose value infos restate their type, rename a
+    dimension, drop the shape, carry a doc string, or belong to an initializer that is also an input."""
+    model = chain(3)
+    graph = model.graph
+    specs = {"w_same": [4], "w_named": ["K"], "w_noshape": None, "w_doc": [4], "w_input": [4]}
+    for k, (name, dims) in enumerate(specs.items()):
+        graph.initializer.append(numpy_helper.from_array(np.full(4, k, np.float32), name))
+        info = helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+        graph.value_info.append(info)
+        graph.node.append(helper.make_node("Add", ["y2", name], [f"s{k}"]))
+        graph.output.append(helper.make_tensor_value_info(f"s{k}", TensorProto.FLOAT, None))
+    graph.value_info[-2].doc_string = "kept by onnx-ir"
+    graph.input.append(helper.make_tensor_value_info("w_input", TensorProto.FLOAT, [4]))
+    return model
+
+
+def initializers(graph: ir.Graph) -> dict[str, tuple]:
+    return {
+        name: (v.type, None if v.shape is None else tuple(str(d) for d in v.shape), v.doc_string)
+        for name, v in graph.initializers.items()
+    }
+
+
+def test_initializers_get_what_onnx_ir_would_give_them() -> None:
+    model = with_initializers()
+    mine, theirs = initializers(load(model).model.graph), initializers(ir.from_proto(model).graph)
+    assert mine == theirs
+    assert mine["w_named"][1] == ("K",) and mine["w_noshape"][1] is None and mine["w_doc"][2] == "kept by onnx-ir"
+
+
+def test_initializer_infos_leave_the_proto_unless_input_or_not_plain() -> None:
+    graph = with_initializers().graph
+    taken = {i.name for i in value_infos.take_plain_infos(graph)}
+    assert {"w_same", "w_named", "w_noshape"} <= taken
+    assert {i.name for i in graph.value_info if i.name.startswith("w_")} == {"w_doc", "w_input"}

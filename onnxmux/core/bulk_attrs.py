@@ -60,6 +60,12 @@ INFERENCE_IGNORES = {
 }
 
 
+def is_bulk(attr: Any) -> bool:
+    """Whether an attribute is a BulkAttr (a type test: ``isinstance`` against an ``ir.Attr``
+    subclass goes through typing's protocol check, several microseconds per attribute)."""
+    return type(attr) is BulkAttr
+
+
 def detach_forests(proto: onnx.ModelProto) -> list[tuple[int, onnx.AttributeProto]]:
     """``detach_long_lists`` of the forest attributes ``INFERENCE_IGNORES`` names (none when the
     model does not import ai.onnx.ml), before shape inference."""

@@ -12,6 +12,7 @@ from onnxmux.core.context import NodeContext, tensor_to_numpy
 from onnxmux.core.donation import DONATE_KEY, donations, takes_part
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
+from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
 from onnxmux.partition.failures import FailureRule
@@ -39,6 +40,8 @@ class GraphCompiler:
         self.failures = FailureRule(self.config)
         self.partitioner = Partitioner(providers, opsets, rewrite, self.failures, policy_of(self.config), self.type_of)
         self.declared_types = dict(declared_types or {})
+        #: Each value's TypeInfo, found once (producers and readers ask for the same values).
+        self._types: dict[ir.Value, TypeInfo] = {}
         self.transfers = {p.device: p.data_transfer for p in providers if p.data_transfer is not None}
         #: The provider owning each device other than the host (copies to and from it are its work).
         self.device_owner = {p.device: p.name for p in reversed(self.providers) if p.device != HOST}
@@ -50,7 +53,10 @@ class GraphCompiler:
         """The static type of a value (None for an absent optional one)."""
         if value is None or not value.name:
             return None
-        return self.declared_types.get(value.name) or type_info(value)
+        found = self._types.get(value)
+        if found is None:
+            found = self._types[value] = self.declared_types.get(value.name) or type_info(value)
+        return found
 
     def compile_model(self, graph: ir.Graph) -> Plan:
         """The Plan of the top-level graph; also records its ExecutionPlan."""
@@ -96,7 +102,7 @@ class _PlanBuilder:
         for value in graph.initializers.values():
             self.constants[value] = tensor_to_numpy(value.const_value)
             self._place(value, HOST)
-        self.implicit = {node: free_values_of_node(node) for node in graph}
+        self.implicit: dict[ir.Node, list[ir.Value]] = {}
         self.contexts: dict[ir.Node, NodeContext] = {}
         self.device_of: dict[ir.Node, str] = {}
         self._check_order()
@@ -107,9 +113,11 @@ class _PlanBuilder:
         return slot
 
     def _check_order(self) -> None:
+        """Find each node's implicit inputs, and refuse a node that reads a value defined later."""
         defined = set(self.table.slots)
         for node in self.graph:
-            for value in list(node.inputs) + self.implicit[node]:
+            implicit = self.implicit[node] = free_values_of_node(node)
+            for value in [*node.inputs, *implicit]:
                 if value is not None and value.name and value not in defined:
                     raise InvalidGraph(
                         f"node '{node.name}' ({node.op_type}): input '{value.name}' is not a graph input, "
@@ -125,14 +133,15 @@ class _PlanBuilder:
             if implicit is None:  # a node made by a provider's fusion after partitioning
                 implicit = self.implicit[node] = free_values_of_node(node)
             compiler = self.compiler
+            inputs = node.inputs
             ctx = self.contexts[node] = NodeContext(
                 node,
                 compiler.opsets.get(node.domain or "", 1),
-                [compiler.type_of(v) for v in node.inputs],
-                [compiler.type_of(v) for v in node.outputs],
+                list(map(compiler.type_of, inputs)),
+                list(map(compiler.type_of, node.outputs)),
                 implicit_inputs=[v.name for v in implicit],
                 compile_subgraph=lambda g: compiler.compile(g, implicit, self.device_of.get(node, HOST)),
-                constants=[self.constants.get(v) if v is not None else None for v in node.inputs],
+                constants=list(map(self.constants.get, inputs)),  # None for an absent input too
             )
         return ctx
 
@@ -190,7 +199,7 @@ class _PlanBuilder:
             description = f"{unit.provider.name} subgraph of {len(unit.nodes)} nodes ({names}{more})"
             types = [(i, v.name, self.compiler.type_of(v), v.is_graph_output()) for i, v in enumerate(unit.outputs)]
             check = (unit.provider, f"{unit.provider.name} partition of {len(unit.nodes)} nodes ({names}{more})", types, len(outs), True)
-            return [unit.compiled, tuple(ins), tuple(outs), [], description, check]
+            return [unit.compiled, tuple(ins), tuple(outs), [], description, lambda: check]
         node = unit.nodes[0]
         ctx = self.context_of(node)
         run = self._specialize(unit, ctx)
@@ -199,11 +208,8 @@ class _PlanBuilder:
         ins = [self._slot_on(v, HOST if i in host else device) for i, v in enumerate(node.inputs)]
         ins += [self._slot_on(v, device) for v in self.implicit[node]]
         outs = [self._place(v, device) if v.name else DISCARD_SLOT for v in node.outputs]
-        named = [i for i, v in enumerate(node.outputs) if v.name]
-        types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
         described = ctx.describe()
-        check = (unit.provider, f"{unit.provider.name} kernel of {described}", types, named[-1] + 1 if named else 0, False)
-        return [run, tuple(ins), tuple(outs), [], f"{described} on {unit.provider.name}", check]
+        return [run, tuple(ins), tuple(outs), [], f"{described} on {unit.provider.name}", lambda: _kernel_check(unit, ctx)]
 
     def _specialize(self, unit: Unit, ctx: NodeContext) -> Callable[..., Any]:
         """The kernel's run function for the node; a factory that raises hands the node to the
@@ -226,7 +232,7 @@ class _PlanBuilder:
                 boundary.update(step[1])
         for index, step in enumerate(self.steps):
             if len(step) == 6 and (self.compiler.check_all_outputs or boundary.intersection(step[2])):
-                provider, where, types, count, exact = step[5]
+                provider, where, types, count, exact = step[5]()
                 step[0] = checked(step[0], where, types, count, exact, provider.data_transfer)
                 if index in self.donated:
                     self.donated[index] = checked(self.donated[index], where, types, count, exact, provider.data_transfer)
@@ -255,6 +261,14 @@ class _PlanBuilder:
             self.labels.append(copy_label(value.name, source, device, self.compiler.device_owner))
         return copied
 
+
+
+def _kernel_check(unit: Unit, ctx: NodeContext) -> tuple:
+    """What checks a kernel step's outputs (made only for the steps ``_attach_checks`` wraps)."""
+    node = ctx.node
+    named = [i for i, v in enumerate(node.outputs) if v.name]
+    types = [(i, node.outputs[i].name, ctx.outputs[i], node.outputs[i].is_graph_output()) for i in named]
+    return (unit.provider, f"{unit.provider.name} kernel of {ctx.describe()}", types, named[-1] + 1 if named else 0, False)
 
 
 def copy_label(value: str, source: str, target: str, owner: Mapping[str, str]) -> StepLabel:
@@ -299,7 +313,7 @@ def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
     graphs: list[ir.Graph] = []
     if not node.attributes:
         return graphs
-    for attr in node.attributes.values():
+    for attr in attribute_values(node):
         if attr.type == ir.AttributeType.GRAPH:
             graphs.append(attr.value)
         elif attr.type == ir.AttributeType.GRAPHS:

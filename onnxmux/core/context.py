@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
-from onnxmux.core.bulk_attrs import BulkAttr
+from onnxmux.core.bulk_attrs import BulkAttr, is_bulk
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.types import TypeInfo
@@ -52,7 +52,7 @@ class NodeContext:
         #: Long lists read in bulk (bulk_attrs.py): converted only when asked for by name.
         self._bulk: dict[str, BulkAttr] = {}
         for name, a in attribute_items(node):
-            if isinstance(a, BulkAttr):
+            if is_bulk(a):
                 self._bulk[name] = a
             else:
                 self._attrs[name] = _attr_value(a)
@@ -79,7 +79,7 @@ class NodeContext:
         """A list attribute as a 1-D read-only array of ``dtype`` (empty when absent), without the
         per-item conversion when the loader read it in bulk."""
         attr = self.node.attributes.get(name)
-        if isinstance(attr, BulkAttr):
+        if is_bulk(attr):
             return attr.array.astype(dtype, copy=False)
         array = np.asarray(self.attr(name, ()), dtype=dtype).ravel()
         array.flags.writeable = False
@@ -89,7 +89,7 @@ class NodeContext:
         """A STRINGS attribute's items as UTF-8 bytes (empty when absent), without decoding
         them when the loader read them in bulk."""
         attr = self.node.attributes.get(name)
-        if isinstance(attr, BulkAttr):
+        if is_bulk(attr):
             return attr.array.tolist()
         return [item.encode("utf-8") for item in self.attr(name, ())]
 
@@ -127,7 +127,7 @@ class NodeContext:
 def _attr_value(attr: ir.Attr) -> Any:
     """An IR attribute as a plain value: ints, floats, str, lists, numpy arrays, or ir.Graph."""
     kind = attr.type
-    if isinstance(attr, BulkAttr):
+    if is_bulk(attr):
         return list(attr.value)
     value = attr.value
     if kind == ir.AttributeType.TENSOR:

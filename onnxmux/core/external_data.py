@@ -7,10 +7,12 @@ folder and pass the same check before any byte is read.
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -37,7 +39,16 @@ def _attribute_tensors(owner: str, attr: onnx.AttributeProto) -> Iterator[tuple[
 def _node_tensors(nodes: Iterable[onnx.NodeProto], scope: str = "") -> Iterator[tuple[str, onnx.TensorProto]]:
     for node in nodes:
         for attr in node.attribute:
-            yield from _attribute_tensors(f"{scope}node '{node.name or node.op_type}'", attr)
+            if _holds_tensors(attr):  # most attributes hold numbers: no label is made for them
+                yield from _attribute_tensors(f"{scope}node '{node.name or node.op_type}'", attr)
+
+
+def _holds_tensors(attr: onnx.AttributeProto) -> bool:
+    """Whether an attribute has a field ``_attribute_tensors`` reads (whatever its declared type)."""
+    return bool(
+        attr.HasField("t") or len(attr.tensors) or attr.HasField("sparse_tensor") or len(attr.sparse_tensors)
+        or attr.HasField("g") or len(attr.graphs)
+    )
 
 
 def graph_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
@@ -50,6 +61,10 @@ def graph_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProt
     yield from _node_tensors(graph.node)
 
 
+#: What ``model_tensors`` yields, as a list.
+TensorList = list[tuple[str, onnx.TensorProto]]
+
+
 def model_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto]]:
     """Every TensorProto of a model: its graph, then its local functions' bodies."""
     yield from graph_tensors(proto.graph)
@@ -57,12 +72,13 @@ def model_tensors(proto: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProt
         yield from _node_tensors(function.node, f"function '{function.name}', ")
 
 
-def check_external_data(proto: onnx.ModelProto, base_dir: Path | None) -> int:
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, tensors: TensorList | None = None) -> int:
     """Refuse external data that leaves ``base_dir``, is malformed, or has no folder to come from;
-    returns how many tensors have external data."""
+    returns how many tensors have external data. ``tensors``: ``model_tensors(proto)`` when the
+    caller has them already."""
     sizes: dict[str, int] = {}  # checked location -> file size: models keep most tensors in one file
     count = 0
-    for where, tensor in model_tensors(proto):
+    for where, tensor in model_tensors(proto) if tensors is None else tensors:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _check_one(f"{where} '{tensor.name}'", tensor, base_dir, sizes)
             count += 1
@@ -109,14 +125,32 @@ def _file_size(what: str, location: str, base_dir: Path) -> int:
     return stat.st_size
 
 
+class SharedMaps:
+    """One read-only memory map per external-data file, shared by a model's tensors (onnx-ir
+    opens and maps the whole file again for each tensor)."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, mmap.mmap] = {}
+
+    def of(self, path: str | os.PathLike) -> mmap.mmap:
+        """The map of the file at ``path``, made on first use."""
+        key = os.fspath(path)
+        found = self._maps.get(key)
+        if found is None:
+            with open(key, "rb") as file:
+                found = self._maps[key] = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        return found
+
+
 class ConfinedExternalTensor(ir.ExternalTensor):
     """An external tensor whose file ``check_external_data`` has confined to ``base_dir`` already:
     onnx-ir's own containment check (path resolution and a stat per tensor) runs again only if
-    the tensor's folder changes."""
+    the tensor's folder changes. Its data is read from the model's ``maps`` while the folder is
+    unchanged (whole-byte element types; others load as onnx-ir loads them)."""
 
-    __slots__ = ("_confined_dir",)
+    __slots__ = ("_confined_dir", "_maps")
 
-    def __init__(self, tensor: ir.ExternalTensor, base_dir: Path) -> None:
+    def __init__(self, tensor: ir.ExternalTensor, base_dir: Path, maps: SharedMaps | None = None) -> None:
         super().__init__(
             tensor.location,
             tensor.offset,
@@ -129,10 +163,33 @@ class ConfinedExternalTensor(ir.ExternalTensor):
             base_dir=base_dir,
         )
         self._confined_dir = base_dir
+        self._maps = maps
 
     def _check_path_containment(self) -> None:
         if self.base_dir is not self._confined_dir:
             super()._check_path_containment()
+
+    def _shares_map(self) -> bool:
+        if self._maps is None or self.base_dir is not self._confined_dir or self.size == 0:
+            return False
+        return self.dtype != ir.DataType.STRING and self.dtype.bitwidth % 8 == 0
+
+    def _load(self) -> None:
+        if not self._shares_map():
+            super()._load()
+            return
+        self._check_validity()
+        self.raw = self._maps.of(self.path)
+        dtype = np.dtype(self.dtype.numpy()).newbyteorder("<")
+        array = np.frombuffer(self.raw, dtype=dtype, offset=self.offset or 0, count=self.size)
+        self._array = array.reshape(self.shape.numpy())
+
+    def release(self) -> None:
+        """Drop the data; a shared map closes once no tensor or array uses it."""
+        if self._maps is None:
+            super().release()
+        else:
+            self._array = self.raw = None
 
 
 def _count(what: str, key: str, text: str) -> int:

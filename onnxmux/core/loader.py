@@ -8,7 +8,7 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, NamedTuple, Union
 
 import numpy as np
 import onnx
@@ -17,9 +17,9 @@ import onnx_ir as ir
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
-from onnxmux.core import bulk_attrs, contrib_schemas, validation, value_infos
+from onnxmux.core import bulk_attrs, contrib_schemas, raw_weights, validation, value_infos
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
-from onnxmux.core.external_data import ConfinedExternalTensor, check_external_data
+from onnxmux.core.external_data import ConfinedExternalTensor, SharedMaps, check_external_data, model_tensors
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
 from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
@@ -43,7 +43,7 @@ class LoadedModel:
     """A model ready for optimization and partitioning."""
 
     model: ir.Model
-    #: The parsed model, for its metadata; its long list attributes and node outputs' value infos
+    #: The parsed model, for its metadata; its long list attributes and plain value infos
     #: are only on ``model`` (bulk_attrs.py, value_infos.py).
     proto: onnx.ModelProto
     #: The folder external data is read from; None for bytes given without ``session.external_data_dir``.
@@ -71,15 +71,17 @@ def load(
     and refused without it. A sparse tensor whose dense form exceeds ``max_tensor_bytes`` (the
     default limit when None) is refused.
     """
-    proto, base_dir = _read(source)
+    proto, base_dir, detached, text_checked = _read(source)
     if adjust is not None:
-        adjust(proto, base_dir)
-    validation.check_text(proto)
+        adjust(proto, base_dir)  # the options change dims and weights, no text
+    if not text_checked:
+        validation.check_text(proto)
     if base_dir is None and external_data_dir:
         base_dir = Path(external_data_dir).resolve()
     _check_model(proto)
-    external_tensors = check_external_data(proto, base_dir)
-    raw_initializers = validation.check_tensors(proto)
+    tensors = list(model_tensors(proto))
+    external_tensors = check_external_data(proto, base_dir, tensors)
+    raw_initializers = validation.check_tensors(proto, detached, tensors)
     if proto.functions:
         proto = _inline_functions(proto)
     validation.check_nodes(proto)
@@ -89,12 +91,12 @@ def load(
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph)
     long_lists += bulk_attrs.detach_long_lists(proto.graph)
-    output_infos = value_infos.take_node_output_infos(proto.graph)
+    plain_infos = value_infos.take_plain_infos(proto.graph)
     try:
         model = ir.from_proto(proto)
     except Exception as exc:
         raise InvalidGraph(f"the model's graph is malformed: {exc}") from exc
-    value_infos.give_node_output_infos(model.graph, output_infos)
+    value_infos.give_plain_infos(model.graph, plain_infos)
     bulk_attrs.attach_long_lists(model.graph, long_lists)
     if base_dir is not None and external_tensors:
         _set_base_dir(model.graph, base_dir, external_tensors)
@@ -112,11 +114,12 @@ def _set_base_dir(graph: ir.Graph, base_dir: Path, external_tensors: int) -> Non
     if len(values) != external_tensors:
         ir.external_data.set_base_dir(graph, base_dir)
         return
+    maps = SharedMaps()
     for value in values:
-        value.const_value = ConfinedExternalTensor(value.const_value, base_dir)
+        value.const_value = ConfinedExternalTensor(value.const_value, base_dir, maps)
 
 
-def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes]) -> None:
+def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes | memoryview]) -> None:
     """Give the initializers read during validation arrays over those bytes.
 
     onnx-ir's proto-backed tensors copy their raw_data out of the proto on every ``numpy()``
@@ -185,20 +188,40 @@ def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
     return nodes
 
 
-def _read(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
+class _Parsed(NamedTuple):
+    """What reading a model source gives the loader."""
+
+    proto: onnx.ModelProto
+    base_dir: Path | None
+    #: The raw_data parsed around (``raw_weights.py``).
+    detached: raw_weights.Detached | None = None
+    #: Whether protobuf found every string field valid UTF-8 (``validation.parses_with_valid_text``).
+    text_checked: bool = False
+
+
+def _read(source: ModelSource) -> _Parsed:
+    """The parsed model and its folder."""
     if isinstance(source, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(source)
-        return proto, None
+        return _Parsed(proto, None)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _parse(bytes(source), "the model bytes"), None
+        return _parse_around(bytes(source), "the model bytes", None)
     path = Path(source)
     try:
         with open(path, "rb") as file, _mapped(file) as data:
-            proto = _parse(data, f"'{path}'")
+            return _parse_around(data, f"'{path}'", path.resolve().parent)
     except OSError as exc:
         raise NoSuchFile(f"cannot read model file '{path}': {exc.strerror or exc}") from exc
-    return proto, path.resolve().parent
+
+
+def _parse_around(data: bytes | memoryview, what: str, base_dir: Path | None) -> _Parsed:
+    """The model parsed without the raw_data of its large initializers, copied out of ``data``
+    (``raw_weights.py``)."""
+    detached = raw_weights.detach(data)
+    parsed = data if detached is None else detached.model
+    proto = _parse(parsed, what)
+    return _Parsed(proto, base_dir, detached, validation.parses_with_valid_text(parsed, proto))
 
 
 @contextlib.contextmanager
@@ -274,6 +297,11 @@ def _infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         getattr(graph, part).extend(getattr(proto.graph, part))
     graph.output.extend(onnx.ValueInfoProto(name=o.name) for o in proto.graph.output)  # inferred, then compared
     graph.node.extend(_without_blob(node) for node in proto.graph.node)
+    if len(graph.node) and len(graph.node[0].metadata_props):
+        # Inference reads no metadata: the copy sheds it (exporters that record stack traces
+        # there do so on every node, so the first one tells).
+        for node in graph.node:
+            node.ClearField("metadata_props")
     inputs = {i.name for i in graph.input}
     for tensor in proto.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= _INFER_INLINE_ELEMENTS:

@@ -37,6 +37,8 @@ class KernelRegistry:
     """The kernels of one kernel-based provider."""
 
     _defs: dict[tuple[str, str], list[KernelDef]] = field(default_factory=dict)
+    #: ``lookup``'s answers by (domain, op type, opset), forgotten when a kernel is added.
+    _found: dict[tuple[str, str, int], KernelDef | None] = field(default_factory=dict)
 
     def register(
         self,
@@ -64,14 +66,17 @@ class KernelRegistry:
         versions = self._defs.setdefault((kernel.domain, kernel.op_type), [])
         versions[:] = [k for k in versions if k.since != kernel.since]
         bisect.insort(versions, kernel, key=lambda k: k.since)
+        self._found.clear()
 
     def lookup(self, domain: str, op_type: str, opset: int) -> KernelDef | None:
         """The kernel for a node of this op at this opset version, or None."""
+        key = (domain, op_type, opset)
+        if key in self._found:
+            return self._found[key]
         versions = self._defs.get((_canonical(domain), op_type))
-        if not versions:
-            return None
-        i = bisect.bisect_right([k.since for k in versions], opset)
-        return versions[i - 1] if i else None
+        i = bisect.bisect_right([k.since for k in versions], opset) if versions else 0
+        found = self._found[key] = versions[i - 1] if i else None
+        return found
 
     def versions(self, domain: str, op_type: str) -> list[int]:
         """The since-versions registered for an op."""

@@ -16,13 +16,15 @@ import operator
 from typing import Any, Iterable, Iterator
 
 import onnx
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto
 
 from onnxmux.core import contrib_schemas
 from onnxmux.core.errors import InvalidGraph
-from onnxmux.core.external_data import model_tensors
+from onnxmux.core.external_data import TensorList, model_tensors
+from onnxmux.core.raw_weights import Detached
 
 _ATTR_NAME = AttributeProto.AttributeType.Name
 _DATA_FIELDS = ("raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
@@ -41,7 +43,8 @@ _STRICT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 # -- text ---------------------------------------------------------------------------------
 def check_text(message: Message, where: str = "the model") -> None:
     """Every string field (names, op types, domains) is valid UTF-8: protobuf hands invalid
-    ones back as bytes, which nothing downstream expects."""
+    ones back as bytes, which nothing downstream expects. (The loader skips this walk for a
+    model whose bytes ``parses_with_valid_text``.)"""
     if _all_text_valid(message):
         return
     found = _bad_text(message)
@@ -50,6 +53,67 @@ def check_text(message: Message, where: str = "the model") -> None:
         for holder in reversed(path):
             where = _label(holder, where)
         raise InvalidGraph(f"{where}: field '{field}' holds {bytes(value)[:40]!r}, which is not valid UTF-8")
+
+
+def parses_with_valid_text(data: bytes | memoryview, proto: onnx.ModelProto) -> bool:
+    """Whether ``data`` (parsed as ``proto``) parses as a ModelProto whose string fields all hold
+    valid UTF-8, checked by protobuf in C with a copy of onnx's schema that verifies UTF-8; False
+    when it cannot tell (the walk of ``check_text`` then decides), and where the walk costs less:
+    for more than ``CHECKED_PARSE_BYTES``, or more than ``CHECKED_PARSE_BYTES_PER_ITEM`` per node,
+    value info and initializer of the main graph (a tree ensemble's long lists, say)."""
+    checked = _utf8_checked_model()
+    graph = proto.graph
+    items = 1 + len(graph.node) + len(graph.value_info) + len(graph.initializer)
+    if checked is None or len(data) > min(CHECKED_PARSE_BYTES, CHECKED_PARSE_BYTES_PER_ITEM * items):
+        return False
+    try:
+        checked.FromString(data)
+    except Exception:  # bad UTF-8, or anything else this copy of the schema refuses
+        return False
+    return True
+
+
+#: Serialized models above this size, or this size per item, are not parsed a second time to
+#: check their text: the walk (a few microseconds per item) costs less than parsing their
+#: numbers again (a few nanoseconds per byte).
+CHECKED_PARSE_BYTES = 8 << 20
+CHECKED_PARSE_BYTES_PER_ITEM = 4096
+
+
+@functools.lru_cache(maxsize=None)
+def _utf8_checked_model() -> type[Message] | None:
+    """onnx's ModelProto class rebuilt as an edition-2023 schema with proto2's semantics whose
+    string fields verify UTF-8 on parsing (proto2 does not); None where protobuf cannot build it."""
+    try:
+        schema = descriptor_pb2.FileDescriptorProto.FromString(onnx.onnx_ml_pb2.DESCRIPTOR.serialized_pb)
+        schema.name = "onnxmux/utf8-checked-onnx-ml.proto"
+        schema.syntax, schema.edition = "editions", descriptor_pb2.EDITION_2023
+        features = schema.options.features
+        features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
+        features.enum_type = descriptor_pb2.FeatureSet.CLOSED
+        features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+        features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+        for message in _all_messages(schema.message_type):
+            for field in message.field:
+                if field.label == descriptor_pb2.FieldDescriptorProto.LABEL_REQUIRED:
+                    field.label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+                    field.options.features.field_presence = descriptor_pb2.FeatureSet.LEGACY_REQUIRED
+                if field.options.HasField("packed"):
+                    packed = field.options.packed
+                    field.options.ClearField("packed")
+                    encoding = descriptor_pb2.FeatureSet.PACKED if packed else descriptor_pb2.FeatureSet.EXPANDED
+                    field.options.features.repeated_field_encoding = encoding
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(schema)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName("onnx.ModelProto"))
+    except Exception:  # an older protobuf without editions: the walk checks every model
+        return None
+
+
+def _all_messages(messages: Iterable[Any]) -> Iterator[Any]:
+    for message in messages:
+        yield message
+        yield from _all_messages(message.nested_type)
 
 
 def _all_text_valid(message: Message) -> bool:
@@ -128,18 +192,23 @@ def _label(message: Message, where: str) -> str:
 
 
 # -- tensors ------------------------------------------------------------------------------
-def check_tensors(proto: onnx.ModelProto) -> dict[str, bytes]:
+def check_tensors(
+    proto: onnx.ModelProto, detached: Detached | None = None, tensors: TensorList | None = None
+) -> dict[str, bytes | memoryview]:
     """Every tensor's data type, dims, data field and data size agree.
 
     Returns the raw_data bytes read from the main graph's initializers (by name; names given
     twice are left out): protobuf copies them on each read, so the loader builds the weights
-    from these instead of copying them again.
+    from these instead of copying them again. The raw_data ``detached`` before parsing
+    (raw_weights.py) counts as the initializer's own, unless the tensor was given data since.
+    ``tensors``: ``model_tensors(proto)`` when the caller has them already.
     """
-    raw: dict[str, bytes] = {}
+    raw: dict[str, bytes | memoryview] = {}
     twice: set[str] = set()
     main = len(proto.graph.initializer)
-    for index, (where, tensor) in enumerate(model_tensors(proto)):
-        data = check_tensor(f"{where} '{tensor.name}'", tensor)
+    for index, (where, tensor) in enumerate(model_tensors(proto) if tensors is None else tensors):
+        outside = _detached_data(detached, index, tensor) if index < main else None
+        data = check_tensor(f"{where} '{tensor.name}'", tensor, outside)
         if index < main and data is not None:  # model_tensors yields the main initializers first
             if tensor.name in raw:
                 twice.add(tensor.name)
@@ -149,9 +218,16 @@ def check_tensors(proto: onnx.ModelProto) -> dict[str, bytes]:
     return raw
 
 
-def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
+def _detached_data(detached: Detached | None, index: int, tensor: TensorProto) -> memoryview | None:
+    """The raw_data detached from main initializer ``index``, while the tensor holds no data of its own."""
+    if detached is None or tensor.HasField("raw_data") or tensor.data_location == TensorProto.EXTERNAL:
+        return None  # given data by the session options since (add_initializer, in-memory external data)
+    return detached.raw(index, tensor.name)
+
+
+def check_tensor(what: str, tensor: TensorProto, raw: memoryview | None = None) -> bytes | memoryview | None:
     """One tensor's data type, dims and inline data agree (external data is checked elsewhere);
-    returns its raw_data when it has some."""
+    returns its raw_data (``raw`` when it was kept outside the proto) when it has some."""
     dtype = tensor.data_type
     if dtype == TensorProto.UNDEFINED or dtype not in _DATA_TYPES:
         raise InvalidGraph(f"{what}: unknown data type {dtype}")
@@ -165,12 +241,12 @@ def check_tensor(what: str, tensor: TensorProto) -> bytes | None:
     for other in _DATA_FIELDS:
         if other not in (field, "raw_data") and len(getattr(tensor, other)):
             raise InvalidGraph(f"{what}: holds {other}, but a {type_name} tensor keeps its values in {field}")
-    if tensor.HasField("raw_data"):
+    if raw is not None or tensor.HasField("raw_data"):
         if dtype == TensorProto.STRING:
             raise InvalidGraph(f"{what}: a STRING tensor cannot hold raw_data")
         bits = _SUB_BYTE_BITS.get(dtype, 8 * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize)
         expected = (count * bits + 7) // 8
-        data = tensor.raw_data  # a copy: read once
+        data = tensor.raw_data if raw is None else raw  # a copy: read once
         if len(data) != expected:
             raise InvalidGraph(
                 f"{what}: dims {list(tensor.dims)} need {expected} bytes of raw_data, the tensor holds {len(data)}"
@@ -209,24 +285,26 @@ def _check_graph(graph: onnx.GraphProto, opsets: dict[str, int], outer: frozense
     known = outer | {i.name for i in graph.input} | {t.name for t in graph.initializer}
     known |= {s.values.name for s in graph.sparse_initializer}
     known |= {out for node in graph.node for out in node.output}
+    readable = known | {""}  # an empty input name is an absent optional input
     for node in graph.node:
         signature = _node_signature(node)
         if signature not in passed:
             _check_node(node, opsets)
             passed.add(signature)
-        for name in node.input:
-            if name and name not in known:
-                raise InvalidGraph(
-                    f"{describe(node)}: input '{name}' is not a graph input, an initializer or the output of a node"
-                )
-        for attr in node.attribute:
-            for sub in _subgraphs(attr):
-                _check_graph(sub, opsets, known, passed)
+        if not readable.issuperset(node.input):
+            name = next(name for name in node.input if name not in readable)
+            raise InvalidGraph(
+                f"{describe(node)}: input '{name}' is not a graph input, an initializer or the output of a node"
+            )
+        if len(node.attribute):
+            for attr in node.attribute:
+                for sub in _subgraphs(attr):
+                    _check_graph(sub, opsets, known, passed)
 
 
 def _node_signature(node: onnx.NodeProto) -> tuple:
     """All that ``_check_node`` reads of a node."""
-    attributes = tuple((a.name, a.type, a.ref_attr_name) for a in node.attribute)
+    attributes = tuple((a.name, a.type, a.ref_attr_name) for a in node.attribute) if len(node.attribute) else ()
     return node.op_type, node.domain, len(node.input), len(node.output), attributes
 
 
@@ -317,23 +395,27 @@ def _names_read(node: onnx.NodeProto) -> Iterator[str]:
                 yield from (name for name in _names_read(inner) if name not in local)
 
 
-def _in_order(graph: onnx.GraphProto, producer: dict[str, int]) -> bool:
+def _in_order(graph: onnx.GraphProto) -> bool:
     """Whether every node reads only values made by earlier nodes (the usual case, checked
-    without building each node's dependencies)."""
-    for i, node in enumerate(graph.node):
-        if any(producer.get(name, -1) >= i for name in node.input):
+    without building each node's dependencies): walking back from the last node, ``later``
+    holds the names made by the node at hand or a later one."""
+    later: set[str] = set()
+    for node in reversed(graph.node):
+        later.update(node.output)
+        later.discard("")  # an omitted optional output
+        if not later.isdisjoint(node.input):
             return False
-        if node.attribute and any(attr.HasField("g") or len(attr.graphs) for attr in node.attribute):
-            if any(producer.get(name, -1) >= i for name in _names_read(node)):
+        if len(node.attribute) and any(attr.HasField("g") or len(attr.graphs) for attr in node.attribute):
+            if not later.isdisjoint(_names_read(node)):
                 return False
     return True
 
 
 def _sort(graph: onnx.GraphProto) -> None:
     """Put the nodes in topological order (stable); a cycle is an InvalidGraph."""
-    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
-    if _in_order(graph, producer):
+    if _in_order(graph):
         return
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     deps = [{producer[n] for n in _names_read(node) if n in producer} for node in graph.node]
     users: list[list[int]] = [[] for _ in graph.node]
     for i, ds in enumerate(deps):
@@ -363,12 +445,13 @@ def _sort(graph: onnx.GraphProto) -> None:
 # -- types --------------------------------------------------------------------------------
 def type_name(type_proto: onnx.TypeProto) -> str | None:
     """``tensor(float)`` for a tensor type with a known element type; None otherwise."""
-    if type_proto.WhichOneof("value") != "tensor_type" or not type_proto.tensor_type.elem_type:
+    if type_proto.WhichOneof("value") != "tensor_type":
         return None
-    elem = type_proto.tensor_type.elem_type
-    if elem not in _DATA_TYPES:
-        return None
-    return f"tensor({TensorProto.DataType.Name(elem).lower()})"
+    return _TENSOR_NAMES.get(type_proto.tensor_type.elem_type)
+
+
+#: ``tensor(float)`` and the like by element type number (UNDEFINED has none).
+_TENSOR_NAMES = {t: f"tensor({TensorProto.DataType.Name(t).lower()})" for t in _DATA_TYPES if t != TensorProto.UNDEFINED}
 
 
 def check_type_parameters(proto: onnx.ModelProto) -> None:
@@ -385,10 +468,11 @@ def _check_graph_types(graph: onnx.GraphProto, opsets: dict[str, int], outer: di
         if name is not None:
             types[info.name] = name
     for tensor in graph.initializer:
-        if tensor.data_type in _DATA_TYPES and tensor.data_type:
-            types[tensor.name] = f"tensor({TensorProto.DataType.Name(tensor.data_type).lower()})"
+        name = _TENSOR_NAMES.get(tensor.data_type)
+        if name is not None:
+            types[tensor.name] = name
     for node in graph.node:
-        signature = (node.op_type, node.domain, *[types.get(name) for name in node.input])
+        signature = (node.op_type, node.domain, *map(types.get, node.input))
         if signature not in passed:
             schema = schema_of(node, opsets)
             if schema is not None:

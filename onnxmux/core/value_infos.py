@@ -1,10 +1,13 @@
-"""Types and shapes of node outputs given to the IR once per distinct type.
+"""Types and shapes of node outputs and initializers given to the IR once per distinct type.
 
-Shape inference gives nearly every value of a model a ValueInfoProto, and onnx-ir deserializes
-each one on its own (a type, a shape, its dims). Most share a few types, so the loader takes the
-plain ones (no doc string, no metadata) of the main graph's node outputs off the proto before
-the IR is built and gives each output a copy of the shape deserialized once per distinct type.
-Graph outputs and initializers keep theirs on the proto: onnx-ir orders those itself.
+Shape inference gives nearly every value of a model a ValueInfoProto (exporters give one to
+each initializer too), and onnx-ir deserializes each one on its own (a type, a shape, its dims).
+Most share a few types, so the loader takes the plain ones (no doc string, no metadata) of the
+main graph's node outputs and initializers off the proto before the IR is built and gives each
+value the shape deserialized once per distinct type, as onnx-ir would have (a value info
+overrides the type and shape an initializer takes from its tensor). Those shapes are frozen, as
+onnx-ir's are, so values may share one. Graph inputs and outputs keep theirs on the proto:
+onnx-ir orders those itself.
 """
 
 from __future__ import annotations
@@ -16,26 +19,29 @@ from onnx_ir import serde
 from onnxmux.core.errors import InvalidGraph
 
 
-def take_node_output_infos(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
-    """Remove the plain value infos of the graph's node outputs from the proto and return them."""
+def take_plain_infos(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """Remove the plain value infos of the graph's node outputs and initializers (neither a graph
+    input nor a graph output) from the proto and return them."""
     if not len(graph.value_info):
         return []
-    outputs = {name for node in graph.node for name in node.output}
-    outputs -= {o.name for o in graph.output}
-    outputs -= {t.name for t in graph.initializer}
+    taken = {name for node in graph.node for name in node.output}
+    taken.update(t.name for t in graph.initializer)
+    taken -= {o.name for o in graph.output}
+    taken -= {i.name for i in graph.input}
     plain = [
         i
         for i, info in enumerate(graph.value_info)
-        if info.name in outputs and not info.doc_string and not len(info.metadata_props)
+        if info.name in taken and not info.doc_string and not len(info.metadata_props)
     ]
     return [graph.value_info.pop(i) for i in reversed(plain)][::-1]
 
 
-def give_node_output_infos(graph: ir.Graph, infos: list[onnx.ValueInfoProto]) -> None:
-    """Set the type and shape of the graph's node outputs that ``infos`` describe."""
+def give_plain_infos(graph: ir.Graph, infos: list[onnx.ValueInfoProto]) -> None:
+    """Set the type and shape of the graph's node outputs and initializers that ``infos`` describe."""
     if not infos:
         return
     values = {value.name: value for node in graph for value in node.outputs}
+    values.update(graph.initializers)
     parsed: dict[bytes, tuple[ir.TypeProtocol | None, ir.Shape | None]] = {}
     for info in infos:
         value = values.get(info.name)
@@ -48,5 +54,4 @@ def give_node_output_infos(graph: ir.Graph, infos: list[onnx.ValueInfoProto]) ->
                 found = parsed[key] = (serde.deserialize_type_proto_for_type(info.type), serde.deserialize_type_proto_for_shape(info.type))
             except Exception as exc:
                 raise InvalidGraph(f"the model's graph is malformed: value info '{info.name}': {exc}") from exc
-        value.shape = found[1].copy() if found[1] is not None else None
-        value.type = found[0]
+        value.shape, value.type = found[1], found[0]

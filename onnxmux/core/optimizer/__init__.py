@@ -27,7 +27,15 @@ from onnxmux.core.optimizer.basic import (
     EliminateNoOpSlice,
     EliminateZeroPad,
 )
-from onnxmux.core.optimizer.editing import ONNXMUX_DOMAIN, PRIVATE_OPS_META, count_nodes, reserve_names, subgraphs
+from onnxmux.core.optimizer.editing import (
+    NODE_INDEX_META,
+    ONNXMUX_DOMAIN,
+    PRIVATE_OPS_META,
+    NodeIndex,
+    count_nodes,
+    reserve_names,
+    subgraphs,
+)
 from onnxmux.core.optimizer.extended import (
     CollapseReshapeChain,
     FuseConvAdd,
@@ -126,8 +134,8 @@ def optimize(
     if private_ops is not None:
         for graph in [model.graph, *bodies]:
             graph.meta[PRIVATE_OPS_META] = private_ops
-    reserve_names(model.graph)
-    run = _Run(model)
+    reserve_names(model.graph, bodies)
+    run = _Run(model, bodies)
     builtins = [_builtin(cls, custom_ops) for since, cls in BUILTIN_RULES if since <= level and cls.name not in disabled]
     if builtins:
         run.builtins(builtins)
@@ -156,15 +164,21 @@ def _share_opsets(graph: ir.Graph, bodies: list[ir.Graph]) -> None:
 class _Run:
     """One ``optimize`` call: applies rules with rollback and collects their reports."""
 
-    def __init__(self, model: ir.Model) -> None:
+    def __init__(self, model: ir.Model, bodies: list[ir.Graph]) -> None:
         self.model = model
         self.reports: dict[str, RuleReport] = {}
-        #: Whether any node holds a subgraph (built-in rules never add one).
-        self.nested = bool(subgraphs(model.graph))
+        #: Whether any node holds a subgraph (built-in rules never add one); ``bodies`` are the subgraphs.
+        self.nested = bool(bodies)
         #: The node count (subgraphs included) as of the last change.
         self.nodes = self._count()
         #: The op types in the graph and its subgraphs as of the last change (None: not known).
         self.op_types: set[str] | None = None
+        #: The main graph's nodes as of the last change (None: not taken), for the built-in rules.
+        self.index: NodeIndex | None = None
+
+    def _forget(self) -> None:
+        """The graph changed: what was known of its nodes is stale."""
+        self.op_types = self.index = None
 
     def _count(self) -> int:
         graph = self.model.graph
@@ -182,7 +196,8 @@ class _Run:
         rounds replayed from the snapshot with a check after every rewrite, which finds the rule
         at fault (rules are deterministic, so the replay makes the same rewrites).
         """
-        saved = Snapshot(self.model.graph)
+        graph = self.model.graph
+        saved = Snapshot(graph, subgraphs(graph) if self.nested else [])
         kept = dict(self.reports)
         each = False
         while True:
@@ -194,7 +209,8 @@ class _Run:
                 return
             except _RuleFailed as failure:
                 saved.restore()
-                self.nodes, self.op_types = self._count(), None
+                self.nodes = self._count()
+                self._forget()
                 self.reports = kept
                 if not each:  # replay, checking every rewrite, to blame the right rule
                     each = True
@@ -224,7 +240,8 @@ class _Run:
             return self._apply(rule, "user", check=lambda _: model_problems(self.model))
         except _RuleFailed as failure:
             restore_clone(graph, saved)
-            self.nodes, self.op_types = self._count(), None
+            self.nodes = self._count()
+            self._forget()
             self._failed(rule, "user", failure.reason)
             return False
 
@@ -233,8 +250,15 @@ class _Run:
         if self.op_types is None:
             graph = self.model.graph
             bodies = subgraphs(graph) if self.nested else []
-            self.op_types = {node.op_type for g in [graph, *bodies] for node in g}
+            self.op_types = {node.op_type for g in bodies for node in g}
+            self.op_types.update(self._index().by_op)
         return not roots.isdisjoint(self.op_types)
+
+    def _index(self) -> NodeIndex:
+        """The main graph's NodeIndex, taken again after each change."""
+        if self.index is None:
+            self.index = NodeIndex(self.model.graph)
+        return self.index
 
     def _apply(self, rule: Rule, kind: str, check) -> int:
         """Apply ``rule`` to the main graph (and subgraphs); raise _RuleFailed when it breaks."""
@@ -242,6 +266,8 @@ class _Run:
         before = self.nodes
         if rule.roots is not None and not self._present(rule.roots):
             return 0
+        if kind == "built-in":  # user rules may edit the graph without saying so: they walk it
+            graph.meta[NODE_INDEX_META] = self._index()
         try:
             rewrites = int(rule.apply(graph) or 0)
             if rule.subgraphs and self.nested:
@@ -249,8 +275,10 @@ class _Run:
                     rewrites += int(rule.apply(sub) or 0)
         except Exception as exc:
             raise _RuleFailed(rule, f"raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            graph.meta.pop(NODE_INDEX_META, None)
         if rewrites or kind == "user":  # a user rule may be wrong about its count
-            self.op_types = None
+            self._forget()
         if not rewrites and kind != "user":
             return 0
         # A user rule is checked even when it reports no rewrites: it may be wrong about that too.

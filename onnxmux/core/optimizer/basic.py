@@ -10,7 +10,7 @@ from typing import Any, Hashable
 
 import onnx_ir as ir
 
-from onnxmux.core.bulk_attrs import BulkAttr
+from onnxmux.core.bulk_attrs import is_bulk
 from onnxmux.core.context import tensor_to_numpy
 from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.optimizer.editing import (
@@ -20,6 +20,7 @@ from onnxmux.core.optimizer.editing import (
     bypass,
     constant,
     dtype,
+    graph_nodes,
     has_subgraph,
     is_op,
     opset,
@@ -54,8 +55,8 @@ class _NoOpRule(PatternRule):
     def apply(self, graph: ir.Graph) -> int:
         """Bypass every no-op node whose output can be redirected (graph outputs keep their names)."""
         count = 0
-        for node in list(graph):
-            if node.op_type != self.op_type or node.graph is not graph:
+        for node in graph_nodes(graph, self.roots):
+            if node.graph is not graph:
                 continue
             if self.match(node) is not None and bypass(graph, node, node.inputs[0]):
                 count += 1
@@ -233,7 +234,7 @@ class DeadCodeElimination(Rule):
     def apply(self, graph: ir.Graph) -> int:
         """Remove what is unused, last node first; returns how many nodes and initializers went."""
         count = 0
-        for node in reversed(list(graph)):
+        for node in reversed(graph_nodes(graph)):
             if not any(v.uses() or v.is_graph_output() for v in node.outputs):
                 graph.remove(node, safe=True)
                 count += 1
@@ -268,7 +269,7 @@ class CommonSubexpressionElimination(Rule):
         pending: dict[tuple, ir.Node | None] = {}  # op type and inputs -> a first node not keyed yet
         seen: dict[Hashable, ir.Node] = {}
         count = 0
-        for node in list(graph):
+        for node in graph_nodes(graph):
             shared = (node.op_type, tuple(map(id, node.inputs)))
             if shared not in pending:
                 pending[shared] = node
@@ -319,7 +320,7 @@ def _attr_key(attribute: ir.Attr) -> Hashable | None:
     if attribute.is_ref():
         return None
     kind = attribute.type
-    if isinstance(attribute, BulkAttr):  # a long list: its bytes, without making its tuple
+    if is_bulk(attribute):  # a long list: its bytes, without making its tuple
         return (kind, attribute.content_key())
     value = attribute.value
     if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):

@@ -115,6 +115,44 @@ def subgraphs(graph: ir.Graph) -> list[ir.Graph]:
     return found
 
 
+#: Graph metadata key: the optimizer's NodeIndex of the graph, set only while a built-in rule runs.
+NODE_INDEX_META = "onnxmux.node_index"
+
+
+class NodeIndex:
+    """A graph's nodes in order and by op type, taken when the graph last changed: the optimizer
+    hands it to the built-in rules it runs, so rules that change nothing share one walk of the graph."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.nodes = list(graph)
+        self._by_op: dict[str, list[ir.Node]] | None = None
+
+    @property
+    def by_op(self) -> dict[str, list[ir.Node]]:
+        """The nodes of each op type, in order (sorted out on first use)."""
+        if self._by_op is None:
+            self._by_op = {}
+            for node in self.nodes:
+                self._by_op.setdefault(node.op_type, []).append(node)
+        return self._by_op
+
+
+def graph_nodes(graph: ir.Graph, op_types: frozenset[str] | None = None) -> list[ir.Node]:
+    """The graph's nodes in order (only those of ``op_types`` when given), as a new list the
+    caller may edit the graph while walking; from the optimizer's NodeIndex when it holds one."""
+    index = graph.meta.get(NODE_INDEX_META)
+    if index is None or len(index.nodes) != len(graph):
+        nodes = list(graph)
+        return nodes if op_types is None else [n for n in nodes if n.op_type in op_types]
+    if op_types is None:
+        return list(index.nodes)
+    found = [index.by_op[op] for op in op_types if op in index.by_op]
+    if len(found) == 1:
+        return list(found[0])
+    wanted = set(itertools.chain.from_iterable(found))
+    return [n for n in index.nodes if n in wanted]
+
+
 def count_nodes(graph: ir.Graph) -> int:
     """The number of nodes in the graph, those of its subgraphs included."""
     return len(graph) + sum(len(body) for body in subgraphs(graph))
@@ -186,13 +224,14 @@ _NAMES: "weakref.WeakKeyDictionary[ir.Graph, set[str]]" = weakref.WeakKeyDiction
 _COUNTER = itertools.count()
 
 
-def reserve_names(graph: ir.Graph) -> None:
-    """(Re)collect the names used in ``graph`` and its subgraphs, which ``unique_name`` avoids.
+def reserve_names(graph: ir.Graph, bodies: list[ir.Graph] | None = None) -> None:
+    """(Re)collect the names used in ``graph`` and its subgraphs (``bodies``, found when None),
+    which ``unique_name`` avoids.
 
     Called before rewriting starts, and again after code that may have named values itself.
     """
     names: set[str] = set()
-    for g in [graph, *subgraphs(graph)]:
+    for g in [graph, *(subgraphs(graph) if bodies is None else bodies)]:
         names.update(v.name for v in itertools.chain(g.inputs, g.initializers.values()) if v.name)
         for node in g:
             names.update(v.name for v in node.outputs if v.name)

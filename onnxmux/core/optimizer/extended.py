@@ -7,7 +7,7 @@ Transposes next to a Gemm become its transA/transB, and Reshape chains keep only
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx_ir as ir
@@ -38,6 +38,8 @@ class _ConvFold(PatternRule):
     """
 
     roots = frozenset({"Conv"})
+    #: The op type of the successor folded in (checked before the weights are read).
+    follower: ClassVar[str] = ""
 
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The (scale, shift) per output channel that ``nxt`` applies to the Conv output, or None."""
@@ -51,7 +53,7 @@ class _ConvFold(PatternRule):
         if not is_constant(node.inputs[1]) or (has_bias and not is_constant(node.inputs[2])):
             return None
         nxt = only_consumer(node.outputs[0])
-        if nxt is None or nxt.graph is not node.graph:
+        if nxt is None or nxt.graph is not node.graph or not is_op(nxt, self.follower):
             return None
         weights = constant(node.inputs[1])
         affine = self.channel_affine(node, nxt, weights.shape[0])
@@ -101,6 +103,7 @@ class FuseConvBatchNorm(_ConvFold):
     """Conv followed by inference-mode BatchNormalization: the normalization moves into W and B."""
 
     name = "FuseConvBatchNorm"
+    follower = "BatchNormalization"
 
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """scale / sqrt(var + eps) and bias - mean * that, when BN is in inference mode."""
@@ -123,6 +126,7 @@ class FuseConvAdd(_ConvFold):
     """Conv followed by Add of a constant that varies only per channel: added to the bias."""
 
     name = "FuseConvAdd"
+    follower = "Add"
 
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(1, addend) when the added constant is per-channel."""
@@ -134,6 +138,7 @@ class FuseConvMul(_ConvFold):
     """Conv followed by Mul by a per-channel constant: scales the weights and bias."""
 
     name = "FuseConvMul"
+    follower = "Mul"
 
     def channel_affine(self, conv: ir.Node, nxt: ir.Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(factor, 0) when the factor is per-channel."""

@@ -19,6 +19,7 @@ from onnxmux.core.provider import KernelProvider
 from onnxmux.core.optimizer.editing import (
     RANDOM_OPS,
     constant,
+    graph_nodes,
     has_subgraph,
     is_constant,
     is_op,
@@ -61,7 +62,7 @@ class ConstantFolding(Rule):
         if self.custom_ops is not None:
             self.custom_ops.install([cpu], pure_only=True)
         count = 0
-        for node in list(graph):
+        for node in graph_nodes(graph):
             inputs = self._constant_inputs(node)
             if inputs is None:
                 continue

@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 
 import onnx_ir as ir
 
+from onnxmux.core.optimizer.editing import graph_nodes
+
 
 class Rule:
     """A graph rewrite with a stable ``name`` (used in reports and to disable it).
@@ -50,9 +52,8 @@ class PatternRule(Rule):
     def apply(self, graph: ir.Graph) -> int:
         """Try ``match`` at every node still in the graph; ``rewrite`` each match."""
         count = 0
-        roots = self.roots
-        for node in list(graph):
-            if node.graph is not graph or (roots is not None and node.op_type not in roots):
+        for node in graph_nodes(graph, self.roots):
+            if node.graph is not graph:
                 continue
             found = self.match(node)
             if found is not None:

@@ -7,7 +7,7 @@ import itertools
 import onnx
 import onnx_ir as ir
 
-from onnxmux.core.node_attributes import attribute_items
+from onnxmux.core.node_attributes import attribute_items, attribute_values
 from onnxmux.core.optimizer.editing import subgraphs
 
 #: Run onnx.checker on the serialized model only below this many initializer bytes (it copies them).
@@ -43,7 +43,7 @@ def graph_problems(graph: ir.Graph, outer: frozenset[ir.Value] = frozenset()) ->
         for value in node.inputs:
             if value is not None and value not in defined:
                 problems.append(f"{label} reads '{value.name}' before it is defined (or it is never defined)")
-        for attribute in node.attributes.values():
+        for attribute in attribute_values(node):
             if attribute.type == ir.AttributeType.GRAPH:
                 problems.extend(graph_problems(attribute.value, frozenset(defined)))
             elif attribute.type == ir.AttributeType.GRAPHS:
@@ -88,11 +88,12 @@ class Snapshot:
     or modify a tensor in place). User rules, which may do anything, get a full clone instead.
     """
 
-    def __init__(self, graph: ir.Graph) -> None:
+    def __init__(self, graph: ir.Graph, bodies: list[ir.Graph] | None = None) -> None:
+        """Record ``graph`` and its subgraphs (``bodies``, found when None)."""
         self.graphs = []
         self.nodes: dict[ir.Node, tuple[tuple, dict]] = {}
         self.values: dict[ir.Value, tuple] = {}
-        for g in [graph, *subgraphs(graph)]:
+        for g in [graph, *(subgraphs(graph) if bodies is None else bodies)]:
             nodes = list(g)
             self.graphs.append((g, nodes, list(g.inputs), list(g.outputs), list(g.initializers.values())))
             for value in itertools.chain(g.inputs, g.initializers.values()):

@@ -16,6 +16,7 @@ from typing import Callable
 
 import onnx_ir as ir
 
+from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.optimizer.editing import (
     FLOAT_TYPES,
     ONNXMUX_DOMAIN,
@@ -69,9 +70,11 @@ def fuse(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
     the ones they absorbed.
     """
     mine = {node for node in nodes if node.graph is graph}
-    reserve_names(graph)
-    for node in list(graph):
-        if node not in mine:  # another provider's, or absorbed by an earlier fusion
+    starts = [node for node in graph if node.op_type in _STARTS and node in mine]
+    if starts:
+        reserve_names(graph)
+    for node in starts:
+        if node not in mine:  # absorbed by an earlier fusion
             continue
         if is_op(node, "Conv"):
             fused = _fuse_conv(graph, node, mine)
@@ -85,6 +88,10 @@ def fuse(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
             mine.add(fused)
     elsewhere = [n for n in nodes if n.graph is not None and n.graph is not graph]
     return [node for node in graph if node in mine] + elsewhere
+
+
+#: The op types a fusion starts at.
+_STARTS = frozenset({"Conv", "Softmax", "Gemm", "MatMul"})
 
 
 def _next(value: ir.Value, mine: set[ir.Node]) -> ir.Node | None:
@@ -173,7 +180,7 @@ def _fuse_conv(graph: ir.Graph, conv: ir.Node, mine: set[ir.Node]) -> ir.Node | 
     inputs = list(conv.inputs)
     if z is not None:
         inputs = (inputs + [None])[:3] + [z]
-    return _replace(graph, "FusedConv", inputs, [*conv.attributes.values(), *attributes], pattern, mine)
+    return _replace(graph, "FusedConv", inputs, [*attribute_values(conv), *attributes], pattern, mine)
 
 
 def _fuse_gemm(graph: ir.Graph, node: ir.Node, mine: set[ir.Node]) -> ir.Node | None:
@@ -195,7 +202,7 @@ def _fuse_gemm(graph: ir.Graph, node: ir.Node, mine: set[ir.Node]) -> ir.Node | 
     if len(pattern) == 1 and not more:
         return None
     pattern += more
-    return _replace(graph, "FusedGemm", inputs, [*node.attributes.values(), *attributes], pattern, mine)
+    return _replace(graph, "FusedGemm", inputs, [*attribute_values(node), *attributes], pattern, mine)
 
 
 def _is_row_bias(bias: ir.Value, product: ir.Value) -> bool:
