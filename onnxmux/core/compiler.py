@@ -46,8 +46,8 @@ class GraphCompiler:
         #: The provider owning each device other than the host (copies to and from it are its work).
         self.device_owner = {p.device: p.name for p in reversed(self.providers) if p.device != HOST}
         self.check_all_outputs = self.config.get(CHECK_OUTPUTS_KEY, "0") == "1"
-        #: The plan of the top-level graph, for ``get_execution_plan``.
-        self.execution_plan: ExecutionPlan | None = None
+        self._execution_plan: ExecutionPlan | None = None
+        self._partitioned: tuple[Any, list[Copy]] | None = None
 
     def type_of(self, value: ir.Value | None) -> TypeInfo | None:
         """The static type of a value (None for an absent optional one)."""
@@ -59,20 +59,30 @@ class GraphCompiler:
         return found
 
     def compile_model(self, graph: ir.Graph) -> Plan:
-        """The Plan of the top-level graph; also records its ExecutionPlan."""
+        """The Plan of the top-level graph; its ExecutionPlan is described when first asked for."""
         builder = _PlanBuilder(self, graph, (), HOST)
         plan = builder.build()
         #: The top-level graph's units in running order (for the EPContext model).
         self.units = builder.partitioning.units
-        self.execution_plan = build_plan([p.name for p in self.providers], builder.partitioning, builder.copies)
-        logger.info(
-            "partitioned %d nodes into %d partitions; %d device copies; %d nodes fell back to the CPU",
-            len(self.execution_plan.nodes),
-            len(self.execution_plan.partitions),
-            len(builder.copies),
-            fallback_count(builder.partitioning),
-        )
+        self._partitioned = (builder.partitioning, builder.copies)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "partitioned %d nodes into %d partitions; %d device copies; %d nodes fell back to the CPU",
+                len(self.execution_plan.nodes),
+                len(self.execution_plan.partitions),
+                len(builder.copies),
+                fallback_count(builder.partitioning),
+            )
         return plan
+
+    @property
+    def execution_plan(self) -> ExecutionPlan | None:
+        """The plan of the top-level graph, for ``get_execution_plan`` (None before ``compile_model``);
+        built on first use: most sessions never ask, and it is Python work per node."""
+        if self._execution_plan is None and self._partitioned is not None:
+            partitioning, copies = self._partitioned
+            self._execution_plan = build_plan([p.name for p in self.providers], partitioning, copies)
+        return self._execution_plan
 
     def compile(self, graph: ir.Graph, outer: Sequence[ir.Value] = (), home: str = HOST) -> Plan:
         """The Plan of a subgraph; ``outer`` lists the outer-scope values it is passed, on ``home``."""

@@ -48,28 +48,29 @@ class NodeContext:
         self.implicit_inputs = tuple(implicit_inputs)
         self.constants = tuple(constants) or (None,) * self.num_inputs
         self._compile_subgraph = compile_subgraph
+        #: Converted attribute values, by name; each is converted when first asked for (contexts
+        #: are built for every node a provider is asked about, fused-away ones included).
         self._attrs: dict[str, Any] = {}
-        #: Long lists read in bulk (bulk_attrs.py): converted only when asked for by name.
-        self._bulk: dict[str, BulkAttr] = {}
-        for name, a in attribute_items(node):
-            if is_bulk(a):
-                self._bulk[name] = a
-            else:
-                self._attrs[name] = _attr_value(a)
+        #: The IR attributes not converted yet.
+        self._pending: dict[str, ir.Attr] = dict(attribute_items(node))
 
     @property
     def attrs(self) -> dict[str, Any]:
         """Every attribute's value, converted to Python/numpy, by name."""
-        for name in list(self._bulk):
-            self._attrs[name] = _attr_value(self._bulk.pop(name))
+        pending = self._pending
+        if pending:
+            for name in list(pending):
+                self._attrs[name] = _attr_value(pending.pop(name))
         return self._attrs
 
     def attr(self, name: str, default: Any = _REQUIRED) -> Any:
         """An attribute's value, converted to Python/numpy; ``default`` when absent."""
-        if name in self._attrs:
-            return self._attrs[name]
-        if name in self._bulk:
-            value = self._attrs[name] = _attr_value(self._bulk.pop(name))
+        attrs = self._attrs
+        if name in attrs:
+            return attrs[name]
+        found = self._pending.pop(name, None)
+        if found is not None:
+            value = attrs[name] = _attr_value(found)
             return value
         if default is _REQUIRED:
             raise self.error(f"required attribute '{name}' is missing")

@@ -93,20 +93,29 @@ def donations(
         elif outs:  # the outputs may be views of the inputs
             for slot in ins + outs[1:]:
                 parent[find(slot)] = find(outs[0])
-    members: dict[int, list[int]] = {}
-    for slot in set(last_read) | set(parent) | fresh:
-        members.setdefault(find(slot), []).append(slot)
+    members: dict[int, list[int]] | None = None  # alias classes, gathered when first needed
+    worth: dict[int, bool] = {}  # _worth_it by output shape (values of one type share theirs)
 
     chosen: dict[int, Callable[..., Any]] = {}
     for index, node in kernels.items():
         step = steps[index]
         make = getattr(step[0], "donate", None) or _ufunc_donor(step[0])
-        if make is None or not _worth_it(node):
+        if make is None:
+            continue
+        shape = node.outputs[0].shape if node.outputs else None
+        large = worth.get(id(shape))
+        if large is None:
+            large = worth[id(shape)] = _worth_it(shape)
+        if not large:
             continue
         ins = step[1]
         for position, slot in enumerate(ins):
             if slot not in fresh or ins.count(slot) != 1 or last_read[slot] != index or slot in pinned:
                 continue
+            if members is None:
+                members = {}
+                for member in set(last_read) | set(parent) | fresh:
+                    members.setdefault(find(member), []).append(member)
             if any(m in pinned or (m != slot and last_read.get(m, -1) >= index) for m in members[find(slot)]):
                 continue
             run = make(position)
@@ -116,9 +125,8 @@ def donations(
     return chosen
 
 
-def _worth_it(node: ir.Node) -> bool:
-    """Whether the node's first output may be large enough to gain from donation."""
-    shape = node.outputs[0].shape if node.outputs else None
+def _worth_it(shape: ir.Shape | None) -> bool:
+    """Whether a node's first output, of ``shape``, may be large enough to gain from donation."""
     if shape is None or not all(isinstance(d, int) for d in shape.dims):
         return True
     return prod(shape.dims) >= MIN_ELEMENTS

@@ -86,7 +86,7 @@ class InferenceSession(SessionCompat):
         self._plan = compiler.compile_model(graph)
         if self._options.config(ENABLE_KEY) == "1":
             save_context_model(self._model.model, compiler.units, self._options.config_entries(), path_or_bytes)
-        self._execution_plan = compiler.execution_plan
+        self._compiled = compiler  # describes the execution plan when asked
         if self._options.optimized_model_filepath:
             self._save_optimized()
         if self._options.execution_mode == ExecutionMode.ORT_PARALLEL:
@@ -139,7 +139,7 @@ class InferenceSession(SessionCompat):
 
     def get_execution_plan(self) -> ExecutionPlan:
         """Where each node runs, the partitions, and the copies between devices."""
-        return self._execution_plan
+        return self._compiled.execution_plan
 
     def end_profiling(self) -> str:
         """Write the events recorded so far in onnxruntime's profile format and stop profiling;

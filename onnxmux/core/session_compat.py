@@ -122,7 +122,7 @@ class SessionCompat:
                 f"Session configuration entry '{RECORD_ASSIGNMENT}' must be set to \"1\" to retrieve "
                 "EP graph assignment information."
             )
-        plan = self._execution_plan
+        plan = self.get_execution_plan()
         kinds = {n["name"]: n for n in plan.nodes}
         return [
             OrtEpAssignedSubgraph(
