@@ -305,3 +305,18 @@ def test_layer_normalization_normalizes_a_dying_residual_sum_in_place(axis):
     s = (x + r).astype(np.float32)
     result = session._plan.donated[index](s, scale, bias)
     assert np.shares_memory(result[0], s)
+
+
+def test_large_steps_donate_beside_small_static_ones():
+    # one plan holding small static outputs (not donated), large static ones and unknown shapes
+    nodes = [
+        helper.make_node("Mul", ["s", "s"], ["s1"]),
+        helper.make_node("Relu", ["s1"], ["s2"]),
+        helper.make_node("Mul", ["x", "x"], ["a"]),
+        helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Mul", ["u", "u"], ["c"]),
+        helper.make_node("Sigmoid", ["c"], ["d"]),
+    ]
+    model = _model(nodes, [("s", FLOAT, [4, 4]), ("x", FLOAT, [ROWS, COLS]), ("u", FLOAT, None)], [("s2", FLOAT), ("b", FLOAT), ("d", FLOAT)])
+    feeds = {"s": _x(shape=(4, 4)), "x": _x(seed=1), "u": _x(seed=2)}
+    assert _donated_ops(_check(model, feeds)) == ["Relu", "Sigmoid"]

@@ -191,3 +191,43 @@ def test_sparse_constants_and_initializers_are_densified() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     (y,) = ort.InferenceSession(model).run(None, {})
     np.testing.assert_array_equal(y, [[0, 1, 0], [3, 0, 2]])
+
+
+def test_sparse_constant_inside_a_branch_is_densified() -> None:
+    # the loader walks node attributes for sparse tensors only when some attribute may hold one
+    values = numpy_helper.from_array(np.array([4.0], np.float32), "v")
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([2], np.int64)), [3])
+
+    def branch(name: str, node: onnx.NodeProto) -> onnx.GraphProto:
+        return helper.make_graph([node], name, [], [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, [3])])
+
+    then = branch("then", helper.make_node("Constant", [], ["t"], sparse_value=sparse))
+    other = branch("else", helper.make_node("Constant", [], ["e"], value=numpy_helper.from_array(np.zeros(3, np.float32))))
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other)],
+        "nested_sparse",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = ort.InferenceSession(model)
+    np.testing.assert_array_equal(session.run(None, {"cond": np.array(True)})[0], [0, 0, 4])
+    np.testing.assert_array_equal(session.run(None, {"cond": np.array(False)})[0], [0, 0, 0])
+
+
+def test_check_nodes_reports_the_attribute_types_in_use() -> None:
+    from onnxmux.core.validation import check_nodes
+
+    inner = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "body", [], [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])])
+    nodes = [
+        helper.make_node("LeakyRelu", ["x"], ["a"], alpha=0.1),
+        helper.make_node("If", ["c"], ["b"], then_branch=inner, else_branch=inner),
+    ]
+    graph = helper.make_graph(
+        nodes, "kinds", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert check_nodes(model) == {onnx.AttributeProto.FLOAT, onnx.AttributeProto.GRAPH}
+    plain = helper.make_model(helper.make_graph(nodes[:1], "plain", graph.input[:1], [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])]))
+    assert check_nodes(plain) == {onnx.AttributeProto.FLOAT}

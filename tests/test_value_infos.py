@@ -90,3 +90,41 @@ def test_initializer_infos_leave_the_proto_unless_input_or_not_plain() -> None:
     taken = {i.name for i in value_infos.take_plain_infos(graph)}
     assert {"w_same", "w_named", "w_noshape"} <= taken
     assert {i.name for i in graph.value_info if i.name.startswith("w_")} == {"w_doc", "w_input"}
+
+
+def _types() -> list[onnx.TypeProto]:
+    """Type protos of every kind the loader meets: static, symbolic and unknown dims, scalars,
+    no shape, denotations, non-tensor types."""
+    made = [
+        helper.make_tensor_type_proto(TensorProto.FLOAT, [1, 3, 224, 224]),
+        helper.make_tensor_type_proto(TensorProto.INT64, ["batch", 7, None]),
+        helper.make_tensor_type_proto(TensorProto.BOOL, []),
+        helper.make_tensor_type_proto(TensorProto.FLOAT16, None),
+        helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2])),
+        helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.INT32, ["n"])),
+    ]
+    denoted = helper.make_tensor_type_proto(TensorProto.FLOAT, [2, 3])
+    denoted.tensor_type.shape.dim[0].denotation = "DATA_BATCH"
+    typed = helper.make_tensor_type_proto(TensorProto.FLOAT, [2])
+    typed.denotation = "TENSOR"
+    return made + [denoted, typed]
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_plain_tensor_types_read_as_serde_reads_them(index: int) -> None:
+    proto = _types()[index]
+    expected_type = ir.serde.deserialize_type_proto_for_type(proto)
+    expected_shape = ir.serde.deserialize_type_proto_for_shape(proto)
+    found = value_infos._plain_tensor(proto, {})
+    if found is None:  # serde's own path: anything but a plain tensor type
+        assert proto.WhichOneof("value") != "tensor_type" or proto.denotation or proto.tensor_type.shape.dim[0].denotation
+        return
+    tensor_type, shape = found
+    assert tensor_type == expected_type and tensor_type.denotation is None
+    if expected_shape is None:
+        assert shape is None
+        return
+    assert list(shape.dims) == list(expected_shape.dims) and shape == expected_shape
+    assert [type(d) for d in shape.dims] == [type(d) for d in expected_shape.dims]
+    with pytest.raises(TypeError):  # frozen, as serde's are (values may share one)
+        shape[0] = 5

@@ -84,12 +84,12 @@ def load(
     raw_initializers = validation.check_tensors(proto, detached, tensors)
     if proto.functions:
         proto = _inline_functions(proto)
-    validation.check_nodes(proto)
-    _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES)
+    nested = _NESTING.intersection(validation.check_nodes(proto))
+    _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES, bool(nested))
     long_lists = bulk_attrs.detach_forests(proto)
     proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
     validation.check_type_parameters(proto)
-    declared = _strip_map_types(proto.graph)
+    declared = _strip_map_types(proto.graph, bool(nested))
     long_lists += bulk_attrs.detach_long_lists(proto.graph)
     plain_infos = value_infos.take_plain_infos(proto.graph)
     try:
@@ -138,6 +138,11 @@ def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes | memoryview])
             array, dtype=dtype, name=tensor.name, doc_string=tensor.doc_string, metadata_props=dict(tensor.metadata_props) or None
         )
 
+
+#: Attribute types that may be (or hold) a sparse tensor or a subgraph; UNDEFINED may hold anything.
+_NESTING = frozenset({
+    onnx.AttributeProto.UNDEFINED, onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
+})
 
 #: Before this IR version every initializer is also listed as a graph input.
 _IR_SEPARATE_INITIALIZERS = 4
@@ -266,14 +271,17 @@ def _check_model(proto: onnx.ModelProto) -> None:
             )
 
 
-def _strip_map_types(graph: onnx.GraphProto) -> dict[str, TypeInfo]:
-    """Move map-typed value infos into a side table: onnx-ir cannot deserialize map types."""
+def _strip_map_types(graph: onnx.GraphProto, nested: bool = True) -> dict[str, TypeInfo]:
+    """Move map-typed value infos into a side table: onnx-ir cannot deserialize map types.
+    Subgraphs are looked for only when ``nested`` (some attribute may hold one)."""
     declared: dict[str, TypeInfo] = {}
     for infos in (graph.input, graph.output, graph.value_info):
         for info in infos:
             if info.HasField("type") and has_map(info.type):
                 declared[info.name] = type_info_from_proto(info.type)
                 info.ClearField("type")
+    if not nested:
+        return declared
     for node in graph.node:
         for attr in node.attribute:
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
@@ -380,11 +388,15 @@ def _flat_indices(what: str, indices: np.ndarray, shape: tuple[int, ...], count:
     return indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
 
 
-def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None, max_bytes: int) -> None:
-    """Replace sparse initializers and Constant ``sparse_value``s by dense tensors (onnx-ir has no sparse tensors)."""
+def _densify_sparse(graph: onnx.GraphProto, base_dir: Path | None, max_bytes: int, nested: bool = True) -> None:
+    """Replace sparse initializers and Constant ``sparse_value``s by dense tensors (onnx-ir has no
+    sparse tensors). The nodes are looked at only when ``nested`` (some attribute may be a sparse
+    tensor or hold a subgraph)."""
     for sparse in graph.sparse_initializer:
         graph.initializer.append(dense_tensor(sparse, base_dir, max_bytes))
     graph.ClearField("sparse_initializer")
+    if not nested:
+        return
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.SPARSE_TENSOR:

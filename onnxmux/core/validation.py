@@ -269,9 +269,13 @@ def check_tensor(what: str, tensor: TensorProto, raw: memoryview | None = None) 
 
 
 # -- nodes --------------------------------------------------------------------------------
-def check_nodes(proto: onnx.ModelProto) -> None:
-    """Sort every graph topologically and check each node against its operator schema."""
-    _check_graph(proto.graph, _opsets(proto), frozenset(), set())
+def check_nodes(proto: onnx.ModelProto) -> frozenset[int]:
+    """Sort every graph topologically and check each node against its operator schema; returns
+    the attribute types (``AttributeProto.AttributeType`` values) the model's nodes use, so later
+    walks over the attributes may be skipped when none of the kinds they look for occurs."""
+    passed: set[tuple] = set()
+    _check_graph(proto.graph, _opsets(proto), frozenset(), passed)
+    return frozenset(kind for signature in passed for _, kind, _ in signature[4])
 
 
 def _opsets(proto: onnx.ModelProto) -> dict[str, int]:

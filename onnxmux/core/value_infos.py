@@ -43,6 +43,7 @@ def give_plain_infos(graph: ir.Graph, infos: list[onnx.ValueInfoProto]) -> None:
     values = {value.name: value for node in graph for value in node.outputs}
     values.update(graph.initializers)
     parsed: dict[bytes, tuple[ir.TypeProtocol | None, ir.Shape | None]] = {}
+    tensor_types: dict[int, ir.TensorType] = {}
     for info in infos:
         value = values.get(info.name)
         if value is None:
@@ -50,8 +51,41 @@ def give_plain_infos(graph: ir.Graph, infos: list[onnx.ValueInfoProto]) -> None:
         key = info.type.SerializeToString()
         found = parsed.get(key)
         if found is None:
-            try:
-                found = parsed[key] = (serde.deserialize_type_proto_for_type(info.type), serde.deserialize_type_proto_for_shape(info.type))
-            except Exception as exc:
-                raise InvalidGraph(f"the model's graph is malformed: value info '{info.name}': {exc}") from exc
+            found = _plain_tensor(info.type, tensor_types)
+            if found is None:
+                try:
+                    found = (serde.deserialize_type_proto_for_type(info.type), serde.deserialize_type_proto_for_shape(info.type))
+                except Exception as exc:
+                    raise InvalidGraph(f"the model's graph is malformed: value info '{info.name}': {exc}") from exc
+            parsed[key] = found
         value.shape, value.type = found[1], found[0]
+
+
+def _plain_tensor(
+    proto: onnx.TypeProto, tensor_types: dict[int, ir.TensorType]
+) -> tuple[ir.TensorType, ir.Shape | None] | None:
+    """A tensor type of a known element type without denotations, read as onnx-ir's serde reads
+    it (one frozen Shape of ints and SymbolicDims) in a few C-level field reads, its TensorType
+    shared per element type; None for anything else (serde reads those)."""
+    if proto.WhichOneof("value") != "tensor_type" or proto.denotation:
+        return None
+    tensor = proto.tensor_type
+    kind = tensor.elem_type
+    if not tensor.HasField("elem_type") or kind not in _KNOWN_TYPES:
+        return None
+    tensor_type = tensor_types.get(kind)
+    if tensor_type is None:
+        tensor_type = tensor_types[kind] = ir.TensorType(ir.DataType(kind))
+    if not tensor.HasField("shape"):
+        return tensor_type, None
+    dims = []
+    for dim in tensor.shape.dim:
+        if dim.denotation:
+            return None
+        which = dim.WhichOneof("value")
+        dims.append(dim.dim_value if which == "dim_value" else ir.SymbolicDim(dim.dim_param if which == "dim_param" else None))
+    return tensor_type, ir.Shape(dims, frozen=True)
+
+
+#: Element types onnx-ir knows (others take serde's path and its error).
+_KNOWN_TYPES = frozenset(int(t) for t in ir.DataType)
