@@ -84,13 +84,15 @@ def load(
     raw_initializers = validation.check_tensors(proto, detached, tensors)
     if proto.functions:
         proto = _inline_functions(proto)
-    nested = _NESTING.intersection(validation.check_nodes(proto))
+    attribute_types = validation.check_nodes(proto)
+    nested = _NESTING.intersection(attribute_types)
     _densify_sparse(proto.graph, base_dir, max_tensor_bytes or DEFAULT_MAX_TENSOR_BYTES, bool(nested))
     long_lists = bulk_attrs.detach_forests(proto)
     proto = custom_ops.infer_shapes(proto, _infer_shapes) if custom_ops else _infer_shapes(proto)
     validation.check_type_parameters(proto)
     declared = _strip_map_types(proto.graph, bool(nested))
-    long_lists += bulk_attrs.detach_long_lists(proto.graph)
+    if not _LISTS.isdisjoint(attribute_types):
+        long_lists += bulk_attrs.detach_long_lists(proto.graph)
     plain_infos = value_infos.take_plain_infos(proto.graph)
     try:
         model = ir.from_proto(proto)
@@ -143,6 +145,8 @@ def _adopt_raw_initializers(graph: ir.Graph, raw: dict[str, bytes | memoryview])
 _NESTING = frozenset({
     onnx.AttributeProto.UNDEFINED, onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
 })
+#: Attribute types a long list may be (read in bulk, ``bulk_attrs.py``).
+_LISTS = frozenset({onnx.AttributeProto.UNDEFINED, onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS})
 
 #: Before this IR version every initializer is also listed as a graph input.
 _IR_SEPARATE_INITIALIZERS = 4
