@@ -51,10 +51,10 @@ class GraphCompiler:
 
     def type_of(self, value: ir.Value | None) -> TypeInfo | None:
         """The static type of a value (None for an absent optional one)."""
-        if value is None or not value.name:
-            return None
-        found = self._types.get(value)
+        found = self._types.get(value)  # most values are read after their producer typed them
         if found is None:
+            if value is None or not value.name:
+                return None
             found = self._types[value] = self.declared_types.get(value.name) or type_info(value)
         return found
 
