@@ -13,7 +13,7 @@ import heapq
 import itertools
 import math
 import operator
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import onnx
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -312,8 +312,11 @@ def _node_signature(node: onnx.NodeProto) -> tuple:
     return node.op_type, node.domain, len(node.input), len(node.output), attributes
 
 
-def _subgraphs(attr: AttributeProto) -> list[onnx.GraphProto]:
-    return ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+def _subgraphs(attr: AttributeProto) -> Sequence[onnx.GraphProto]:
+    """The graphs an attribute holds (``g``, then ``graphs``); most hold none, answered without a list."""
+    if attr.HasField("g"):
+        return [attr.g, *attr.graphs]
+    return list(attr.graphs) if len(attr.graphs) else ()
 
 
 def describe(node: onnx.NodeProto) -> str:
