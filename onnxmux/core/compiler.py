@@ -16,7 +16,7 @@ from onnxmux.core.node_attributes import attribute_values
 from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
 from onnxmux.partition.failures import FailureRule
-from onnxmux.partition.partitioner import Partitioner, Unit, fallback_count
+from onnxmux.partition.partitioner import Partitioner, Partitioning, Unit, fallback_count
 from onnxmux.partition.placement import policy_of
 from onnxmux.partition.plan import Copy, ExecutionPlan, build_plan
 
@@ -47,7 +47,7 @@ class GraphCompiler:
         self.device_owner = {p.device: p.name for p in reversed(self.providers) if p.device != HOST}
         self.check_all_outputs = self.config.get(CHECK_OUTPUTS_KEY, "0") == "1"
         self._execution_plan: ExecutionPlan | None = None
-        self._partitioned: tuple[Any, list[Copy]] | None = None
+        self._partitioned: tuple[Partitioning, list[Copy]] | None = None
 
     def type_of(self, value: ir.Value | None) -> TypeInfo | None:
         """The static type of a value (None for an absent optional one)."""

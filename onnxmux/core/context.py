@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
-from onnxmux.core.bulk_attrs import BulkAttr, is_bulk
+from onnxmux.core.bulk_attrs import is_bulk
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.node_attributes import attribute_items
 from onnxmux.core.types import TypeInfo
