@@ -12,7 +12,7 @@ from onnxmux.core.context import NodeContext, tensor_to_numpy
 from onnxmux.core.donation import DONATE_KEY, donations, takes_part
 from onnxmux.core.errors import InvalidGraph
 from onnxmux.core.executor import DISCARD_SLOT, NONE_SLOT, Plan, SlotTable, StepLabel, liveness
-from onnxmux.core.node_attributes import attribute_values
+from onnxmux.core.node_attributes import subgraphs_of
 from onnxmux.core.provider import HOST, ExecutionProvider
 from onnxmux.core.types import TypeInfo, type_info
 from onnxmux.partition.failures import FailureRule
@@ -316,19 +316,6 @@ def _unit_label(unit: Unit, index: Mapping[ir.Node, int], step: int) -> StepLabe
         return StepLabel("node", node.name or node.op_type, node.op_type, unit.provider.name, index.get(node, -1))
     first = min(index.get(n, -1) for n in unit.nodes)
     return StepLabel("subgraph", f"{unit.provider.name}_subgraph_{step}", "CompiledSubgraph", unit.provider.name, first)
-
-
-def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
-    """The graphs held in a node's GRAPH and GRAPHS attributes."""
-    graphs: list[ir.Graph] = []
-    if not node.attributes:
-        return graphs
-    for attr in attribute_values(node):
-        if attr.type == ir.AttributeType.GRAPH:
-            graphs.append(attr.value)
-        elif attr.type == ir.AttributeType.GRAPHS:
-            graphs.extend(attr.value)
-    return graphs
 
 
 def free_values_of_node(node: ir.Node) -> list[ir.Value]:

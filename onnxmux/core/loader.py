@@ -21,7 +21,7 @@ from onnxmux.core import bulk_attrs, contrib_schemas, raw_weights, validation, v
 from onnxmux.core.errors import InvalidGraph, InvalidProtobuf, NoSuchFile, UnsupportedModel
 from onnxmux.core.external_data import ConfinedExternalTensor, SharedMaps, check_external_data, model_tensors
 from onnxmux.core.limits import DEFAULT_MAX_TENSOR_BYTES, check_tensor_bytes
-from onnxmux.core.node_attributes import attribute_values
+from onnxmux.core.node_attributes import subgraphs_of
 from onnxmux.core.types import TypeInfo, has_map, type_info_from_proto
 
 if TYPE_CHECKING:
@@ -185,15 +185,8 @@ def _all_nodes(graph: ir.Graph) -> list[ir.Node]:
     nodes: list[ir.Node] = []
     for node in graph:
         nodes.append(node)
-        if node.attributes:
-            for attr in attribute_values(node):
-                if attr.is_ref():
-                    continue
-                if attr.type == ir.AttributeType.GRAPH:
-                    nodes.extend(_all_nodes(attr.value))
-                elif attr.type == ir.AttributeType.GRAPHS:
-                    for sub in attr.value:
-                        nodes.extend(_all_nodes(sub))
+        for sub in subgraphs_of(node):
+            nodes.extend(_all_nodes(sub))
     return nodes
 
 

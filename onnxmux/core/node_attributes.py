@@ -22,6 +22,22 @@ def attribute_items(node: ir.Node) -> Iterable[tuple[str, ir.Attr]]:
     return _attribute_dict(node).items()
 
 
+def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
+    """The graphs held in a node's GRAPH and GRAPHS attributes (references to a function's
+    attributes hold none)."""
+    graphs: list[ir.Graph] = []
+    if not node.attributes:
+        return graphs
+    for attr in attribute_values(node):
+        if attr.is_ref():
+            continue
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs.append(attr.value)
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs.extend(attr.value)
+    return graphs
+
+
 def _attribute_dict(node: ir.Node) -> Mapping[str, ir.Attr]:
     attributes = node.attributes
     return getattr(attributes, "data", attributes)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxmux.core.context import tensor_to_numpy
-from onnxmux.core.node_attributes import attribute_values
+from onnxmux.core.node_attributes import attribute_values, subgraphs_of
 
 #: The project's own operator domain (fused kernels of the CPU provider).
 ONNXMUX_DOMAIN = "com.onnxmux"
@@ -102,16 +102,9 @@ def subgraphs(graph: ir.Graph) -> list[ir.Graph]:
     """The bodies of the graph's control-flow nodes, nested ones included, outermost first."""
     found: list[ir.Graph] = []
     for node in graph:
-        for attribute in attribute_values(node):
-            if attribute.type == ir.AttributeType.GRAPH:
-                bodies = [attribute.value]
-            elif attribute.type == ir.AttributeType.GRAPHS:
-                bodies = list(attribute.value)
-            else:
-                continue
-            for body in bodies:
-                found.append(body)
-                found.extend(subgraphs(body))
+        for body in subgraphs_of(node):
+            found.append(body)
+            found.extend(subgraphs(body))
     return found
 
 

@@ -22,7 +22,8 @@ from typing import Any, Mapping, Sequence
 import onnx
 import onnx_ir as ir
 
-from onnxmux.core.compiler import free_values_of_node, subgraphs_of
+from onnxmux.core.compiler import free_values_of_node
+from onnxmux.core.node_attributes import subgraphs_of
 from onnxmux.partition.subgraph import extract
 from onnxmux.providers.openvino.deviations import Check
 from onnxmux.providers.openvino.serialize import model_bytes

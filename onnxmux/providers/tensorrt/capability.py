@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import onnx_ir as ir
 
-from onnxmux.core.compiler import free_values_of_node, subgraphs_of
+from onnxmux.core.compiler import free_values_of_node
+from onnxmux.core.node_attributes import subgraphs_of
 from onnxmux.partition.subgraph import extract
 from onnxmux.providers.tensorrt.export import export_model, model_bytes
 
