@@ -86,13 +86,19 @@ def in_place(xp: Any, y: Any, apply: Callable[[Any], Any]) -> Any:
     flat = xp.ravel(y, order="K")
     if not xp.may_share_memory(flat, y):
         return apply(y)  # strided: no flat view to cut
+    pieces(xp, flat.size, IN_PLACE_CHUNK, lambda start, end: apply(flat[start:end]))
+    return y
+
+
+def pieces(xp: Any, size: int, piece: int, work: Callable[[int, int], Any], align: int = SHARD_ALIGN) -> None:
+    """``work(start, end)`` over consecutive ranges of at most ``piece`` elements (cache-sized
+    work), the ranges of one shard (``chunks``) taken by one thread in order."""
 
     def span(first: int, last: int) -> None:
-        for start in range(first, last, IN_PLACE_CHUNK):
-            apply(flat[start : min(start + IN_PLACE_CHUNK, last)])
+        for start in range(first, last, piece):
+            work(start, min(start + piece, last))
 
-    chunks(xp, flat.size, span)
-    return y
+    chunks(xp, size, span, align)
 
 
 def _shard_count(xp: Any, size: int, align: int) -> int:

@@ -97,12 +97,10 @@ def gelu(xp: Any, x: Any, approximate: str) -> Any:
     out = xp.empty(x.shape, work)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
 
-    def span(first: int, last: int) -> None:
-        for start in range(first, last, GELU_CHUNK):
-            end = min(start + GELU_CHUNK, last)
-            _gelu_into(xp, flat_x[start:end], flat_out[start:end], approximate)
+    def piece(start: int, end: int) -> None:
+        _gelu_into(xp, flat_x[start:end], flat_out[start:end], approximate)
 
-    sharded.chunks(xp, flat_x.size, span, GELU_CHUNK)
+    sharded.pieces(xp, flat_x.size, GELU_CHUNK, piece, GELU_CHUNK)
     return out
 
 
@@ -119,18 +117,15 @@ def gelu_inplace(xp: Any, x: Any, approximate: str, bias: Any = None) -> Any:
     rows = x.reshape(-1, width)
     step = max(1, GELU_CHUNK // width) * width  # elements per chunk: whole rows
 
-    def span(first: int, last: int) -> None:  # element offsets, multiples of step but the end
-        gates = xp.empty(min(step, last - first), x.dtype)
-        for start in range(first, last, step):
-            block = rows[start // width : min(start + step, last) // width]
-            if bias is not None:
-                block += bias
-            chunk = block.reshape(-1)
-            gate = _gelu_gate(xp, chunk, gates[: chunk.size], approximate)
-            chunk *= gate
-            chunk *= half
+    def piece(start: int, end: int) -> None:  # element offsets of whole rows
+        block = rows[start // width : end // width]
+        if bias is not None:
+            block += bias
+        chunk = block.reshape(-1)
+        chunk *= _gelu_gate(xp, chunk, xp.empty(chunk.size, x.dtype), approximate)
+        chunk *= half
 
-    sharded.chunks(xp, rows.size, span, step)
+    sharded.pieces(xp, rows.size, step, piece, step)
     return x
 
 
