@@ -7,7 +7,7 @@ is a loop over elements in NumPy, a product of arrays is one vectorised pass.
 ``erf_float32`` replaces SciPy's erf for float32: erf(x) = tanh(x·P(x²)) on x clipped to
 [-4, 4], where P is a degree-6 polynomial fitted (weighted least squares on atanh(erf)) so that
 the absolute error against double-precision erf is at most 1.6e-7 and the relative error at
-most 7.6e-7 over all floats (tests/test_cpu_pointwise.py checks it on a dense range). tanh
+most 7.6e-7 over all floats (tests/test_cpu_fast_kernels.py checks it on a dense range). tanh
 and products are vectorised SIMD loops in NumPy, so this takes a fraction of SciPy's time.
 """
 
