@@ -45,12 +45,14 @@ _KEPT_LAYOUTS = 16
 class _TapGroup:
     """The kernel taps that read one stride phase: a regular grid along each axis.
 
-    ``kernel`` selects their weights, ``start`` is the flat offset of the first tap's read in
-    the phase and ``steps`` the flat offset between neighbouring taps along each axis.
+    ``kernel`` selects their weights (``counts`` of them along each axis), ``start`` is the flat
+    offset of the first tap's read in the phase and ``steps`` the flat offset between
+    neighbouring taps along each axis.
     """
 
     residue: tuple[int, ...]
     kernel: tuple[slice, ...]
+    counts: tuple[int, ...]
     start: int
     steps: tuple[int, ...]
 
@@ -88,6 +90,7 @@ def _geometry(layout: Any, row_multiple: int) -> _Geometry:
             _TapGroup(
                 residue,
                 tuple(slice(t[0], t[-1] + 1, t[1] - t[0] if len(t) > 1 else 1) for t in taps),
+                tuple(len(t) for t in taps),
                 sum(o[0] * f for o, f in zip(offsets, flat)),
                 tuple((o[1] - o[0] if len(o) > 1 else 0) * f for o, f in zip(offsets, flat)),
             )
@@ -217,14 +220,13 @@ def _taps_by_matmul(xp: Any, flats: list, weights: Any, geometry: _Geometry) -> 
             last = min(m, first + block)
             tap = 0
             for flat, group in zip(flats, geometry.groups):
-                shape = tuple(len(range(k.start, k.stop, k.step)) for k in group.kernel)
-                size = math.prod(shape)
+                size = math.prod(group.counts)
                 view = xp.lib.stride_tricks.as_strided(
                     flat[image, first:last, group.start :],
-                    (last - first, *shape, rows),
+                    (last - first, *group.counts, rows),
                     (flat.strides[1], *(step * item for step in group.steps), item),
                 )
-                reads[: last - first, tap : tap + size].reshape(last - first, *shape, rows)[...] = view
+                reads[: last - first, tap : tap + size].reshape(last - first, *group.counts, rows)[...] = view
                 tap += size
             xp.matmul(weights[first:last], reads[: last - first], out=y[image, first:last])
     return y.reshape(n, m, rows)
