@@ -10,7 +10,7 @@ import onnx_ir as ir
 
 from onnxmux.core.context import NodeContext
 from onnxmux.core.donation import broadcasts_within, owned
-from onnxmux.providers.cpu.ops.reduce import by_rows, float_dtype
+from onnxmux.providers.cpu.ops.reduce import by_rows, float_dtype, trailing_mean
 from onnxmux.providers.cpu.registry import op
 
 
@@ -84,8 +84,7 @@ def _centered_rows(
     row sums are BLAS matrix-vector products."""
     rows = x.reshape(-1, math.prod(x.shape[axes[0] :]))
     n = rows.shape[1]
-    mean = xp.matmul(rows, xp.ones((n, 1), rows.dtype))
-    mean *= mean.dtype.type(1 / n)
+    mean = trailing_mean(xp, rows, 1)
     centered = xp.subtract(rows, mean, out=rows if into else None)
     inv_std = _inverse_root(xp, _row_dots(xp, centered), n, epsilon)
     centered *= inv_std
